@@ -1,0 +1,1 @@
+"""edgetune bench stage."""
