@@ -455,19 +455,20 @@ def fine_tune(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Creden
     Raises DataValidationError, OpenAIFineTuneError (JobFailed when the job fails), WatchTimeout.
     """
     plan_ = plan(run_dir, config)
-    print(plan_.describe(config.model))
     previous = load_record(run_dir)
     if previous and previous.job_id and previous.fingerprint == plan_.fingerprint:
         if previous.status == "succeeded":
             print(f"already fine-tuned for this data and settings: {previous.model} (job {previous.job_id})")
             return previous
         if previous.active:
+            _check_endpoint(previous, credentials)
             print(f"reattaching to job {previous.job_id} ({previous.status}) recorded in {run_dir.root / RESULT_FILE}")
             return watch(run_dir, config, connect(credentials, config), previous)
     elif previous and previous.active:
         raise OpenAIFineTuneError(
             f"job {previous.job_id} ({previous.status}) is still running for other data or settings: watch it "
             f"with --watch or cancel it with --cancel before starting another")
+    print(plan_.describe(config.model))
     client = connect(credentials, config)
     if not confirm(plan_):
         raise OpenAIFineTuneError("not confirmed; nothing was uploaded")
@@ -490,6 +491,13 @@ def fine_tune(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Creden
     save_record(run_dir, record, plan_)
     print(f"created job {job.id}; recorded in {run_dir.root / RESULT_FILE} (rerun or --watch to reattach)")
     return watch(run_dir, config, client, record)
+
+
+def _check_endpoint(record: FineTuneRecord, credentials: Credentials) -> None:
+    """A job lives on the endpoint that created it; watching it elsewhere would only give a confusing 404."""
+    if record.base_url != credentials.base_url:
+        raise OpenAIFineTuneError(f"job {record.job_id} was created at {record.base_url}, not {credentials.base_url}: "
+                                  f"pass --base-url {record.base_url}")
 
 
 def _upload(client: "OpenAI", path: Path, previous_id: str | None) -> str:
@@ -643,8 +651,9 @@ def _plot_losses(path: Path, metrics: list[dict[str, Any]]) -> None:
 def attach(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Credentials,
            job_id: str | None = None) -> FineTuneRecord:
     """Watch ``job_id`` (default: the recorded job) to its end; a job not recorded here is adopted by this run."""
+    recorded = _recorded(run_dir, credentials, job_id)
     client = connect(credentials, config)
-    record = _record_for(run_dir, credentials, job_id, client)
+    record = recorded or _adopt(client, credentials, job_id)
     if record.status == "succeeded" and record.model:
         print(f"job {record.job_id} already succeeded: {record.model}")
         return record
@@ -654,8 +663,9 @@ def attach(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Credentia
 def cancel(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Credentials,
            job_id: str | None = None) -> FineTuneRecord:
     """Cancel ``job_id`` (default: the recorded job) and record it as cancelled."""
+    recorded = _recorded(run_dir, credentials, job_id)
     client = connect(credentials, config)
-    record = _record_for(run_dir, credentials, job_id, client)
+    record = recorded or _adopt(client, credentials, job_id)
     job = client.fine_tuning.jobs.cancel(record.job_id)
     record.status = job.status
     save_record(run_dir, record)
@@ -663,19 +673,25 @@ def cancel(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Credentia
     return record
 
 
-def _record_for(run_dir: RunDir, credentials: Credentials, job_id: str | None, client: "OpenAI") -> FineTuneRecord:
+def _recorded(run_dir: RunDir, credentials: Credentials, job_id: str | None) -> FineTuneRecord | None:
+    """The recorded job when ``job_id`` is None or names it; None when ``job_id`` is another job (to adopt)."""
     recorded = load_record(run_dir)
+    if recorded and recorded.job_id and job_id in (None, recorded.job_id):
+        _check_endpoint(recorded, credentials)
+        return recorded
     if job_id is None:
-        if not recorded or not recorded.job_id:
-            raise OpenAIFineTuneError(f"no job recorded in {run_dir.root / RESULT_FILE}: pass the job id")
-        return recorded
-    if recorded and recorded.job_id == job_id:
-        return recorded
+        raise OpenAIFineTuneError(f"no job recorded in {run_dir.root / RESULT_FILE}: pass the job id")
+    return None
+
+
+def _adopt(client: "OpenAI", credentials: Credentials, job_id: str | None) -> FineTuneRecord:
+    """A record for a job this run did not create (e.g. started from OpenAI's dashboard)."""
+    assert job_id is not None
     job = client.fine_tuning.jobs.retrieve(job_id)
     return FineTuneRecord(job_id=job.id, base_url=credentials.base_url, status=job.status, base_model=job.model,
                           training_file=job.training_file, validation_file=job.validation_file,
                           hyperparameters=job.hyperparameters.model_dump(exclude_none=True),
-                          suffix=None, seed=job.seed, job_created_at=job.created_at)
+                          seed=job.seed, job_created_at=job.created_at)
 
 
 # ---------------------------------------------------------------------------------------------------------------

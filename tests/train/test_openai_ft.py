@@ -17,7 +17,7 @@ from edgetune.rundir import RunDir, sha256_file
 from tests.train.fake_openai import FakeOpenAI
 from train.openai_ft import (
     Credentials, DataValidationError, JobFailed, OpenAIFineTuneConfig, OpenAIFineTuneError, WatchTimeout, cancel,
-    estimate_tokens, fine_tune, load_record, main, plan,
+    attach, estimate_tokens, fine_tune, load_record, main, plan,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -298,6 +298,8 @@ def test_watch_timeout_then_cancel_then_watch_reports_cancelled(run_dir, fake, c
         fine_tune(run_dir, config, creds(fake), confirm=lambda plan_: True)
     assert load_record(run_dir).status == "running"
 
+    with pytest.raises(OpenAIFineTuneError, match=f"was created at {fake.base_url}, not http://127.0.0.1:9/v1"):
+        attach(run_dir, config, Credentials("http://127.0.0.1:9/v1", fake.api_key))
     record = cancel(run_dir, config, creds(fake))
     assert record.status == "cancelled" and fake.jobs[record.job_id]["job"]["status"] == "cancelled"
     assert load_record(run_dir).status == "cancelled"
