@@ -270,7 +270,7 @@ class Plan:
     def describe(self, model: str) -> str:
         epochs = f"{self.epochs} ({'auto, as OpenAI would pick' if self.epochs_auto else 'set'})"
         price = ("unknown: pass --price-per-mtok" if self.cost_usd is None
-                 else f"~${self.cost_usd:.2f} at ${self.usd_per_mtok:.2f}/1M tokens")
+                 else f"~{_usd(self.cost_usd)} at ${self.usd_per_mtok:.2f}/1M tokens")
         return "\n".join([
             f"OpenAI fine-tune of {model}",
             f"  train      {self.train_path} ({self.train_examples} examples, ~{self.tokens_per_epoch:,} tokens/epoch)",
@@ -279,6 +279,11 @@ class Plan:
             f"  billed     ~{self.billed_tokens:,} tokens (estimate, +-25%)",
             f"  cost       {price}",
         ])
+
+
+def _usd(amount: float) -> str:
+    """Dollars with cents, or with 4 decimals below a cent so a tiny job does not read as free."""
+    return f"${amount:.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}"
 
 
 def plan(run_dir: RunDir, config: OpenAIFineTuneConfig) -> Plan:
@@ -476,7 +481,7 @@ def fine_tune(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Creden
     record = FineTuneRecord(
         job_id=None, base_url=credentials.base_url, status="uploaded", base_model=config.model,
         fingerprint=plan_.fingerprint, hyperparameters=config.hyperparameters(), suffix=config.suffix,
-        seed=config.seed, estimated_cost_usd=plan_.cost_usd,
+        seed=config.seed, estimated_cost_usd=None if plan_.cost_usd is None else round(plan_.cost_usd, 6),
         training_file=_upload(client, plan_.train_path, reusable and reusable.training_file),
         validation_file=plan_.val_path and _upload(client, plan_.val_path, reusable and reusable.validation_file),
     )
@@ -703,7 +708,7 @@ def _confirm_interactively(plan_: Plan) -> bool:
     if not sys.stdin.isatty() or os.environ.get("CI"):
         raise OpenAIFineTuneError("this starts a paid OpenAI fine-tuning job and there is no terminal to confirm on "
                                   "(or CI is set): pass --yes to go ahead; nothing was uploaded")
-    cost = "an unknown amount" if plan_.cost_usd is None else f"~${plan_.cost_usd:.2f}"
+    cost = "an unknown amount" if plan_.cost_usd is None else f"~{_usd(plan_.cost_usd)}"
     return input(f"Upload and start the job for {cost}? [y/N] ").strip().lower() in ("y", "yes")
 
 
@@ -719,23 +724,23 @@ def main(argv: list[str] | None = None) -> int:
     action.add_argument("--cancel", nargs="?", const="", metavar="JOB", help="cancel JOB (default: recorded)")
     parser.add_argument("--config", help="YAML file with OpenAIFineTuneConfig fields")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    flags = {  # flag -> (config field, type, help)
-        "--model": ("model", str, "base model (default gpt-4o-mini-2024-07-18)"),
-        "--epochs": ("epochs", int, "n_epochs (default auto)"),
-        "--batch-size": ("batch_size", int, "batch size (default auto)"),
-        "--lr-multiplier": ("lr_multiplier", float, "learning-rate multiplier (default auto)"),
-        "--suffix": ("suffix", str, "fine-tuned model name suffix (default edgetune)"),
-        "--seed": ("seed", int, "job seed"),
-        "--base-url": ("base_url", str, "API endpoint (default OPENAI_BASE_URL or api.openai.com)"),
-        "--price-per-mtok": ("price_per_mtok", float, "training USD per 1M tokens, for models not in the table"),
-        "--max-example-tokens": ("max_example_tokens", int, "per-example token limit"),
-        "--poll-interval": ("poll_seconds", float, "seconds between status polls (default 15)"),
-        "--watch-timeout": ("watch_timeout", float, "stop watching after N seconds; the job keeps running"),
+    flags = {  # flag -> (config field, type, metavar, help)
+        "--model": ("model", str, "NAME", "base model (default gpt-4o-mini-2024-07-18)"),
+        "--epochs": ("epochs", int, "N", "n_epochs (default: auto, as OpenAI picks from the dataset size)"),
+        "--batch-size": ("batch_size", int, "N", "batch size (default auto)"),
+        "--lr-multiplier": ("lr_multiplier", float, "X", "learning-rate multiplier (default auto)"),
+        "--suffix": ("suffix", str, "S", "fine-tuned model name suffix, <= 64 chars (default edgetune)"),
+        "--seed": ("seed", int, "N", "job seed, for a reproducible job"),
+        "--base-url": ("base_url", str, "URL", "API endpoint (default OPENAI_BASE_URL or api.openai.com/v1)"),
+        "--price-per-mtok": ("price_per_mtok", float, "USD", "training price per 1M tokens (default: the table)"),
+        "--max-example-tokens": ("max_example_tokens", int, "N", "per-example token limit (default: the table)"),
+        "--poll-interval": ("poll_seconds", float, "S", "seconds between status polls (default 15)"),
+        "--watch-timeout": ("watch_timeout", float, "S", "stop watching after S seconds; the job keeps running"),
     }
-    for flag, (dest, kind, help_text) in flags.items():
-        parser.add_argument(flag, dest=dest, type=kind, help=help_text)
+    for flag, (dest, kind, metavar, help_text) in flags.items():
+        parser.add_argument(flag, dest=dest, type=kind, metavar=metavar, help=help_text)
     args = parser.parse_args(argv)
-    overrides = list(args.set) + [f"{dest}={getattr(args, dest)}" for dest, _, _ in flags.values()
+    overrides = list(args.set) + [f"{dest}={getattr(args, dest)}" for dest, *_ in flags.values()
                                   if getattr(args, dest) is not None]
 
     import openai

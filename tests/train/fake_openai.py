@@ -92,7 +92,8 @@ class FakeOpenAI:
             "validation_file": body.get("validation_file"), "result_files": [], "seed": body.get("seed", 42),
             "fine_tuned_model": None, "finished_at": None, "trained_tokens": None, "error": None,
             "hyperparameters": {"n_epochs": epochs, "batch_size": batch,
-                                "learning_rate_multiplier": hyper.get("learning_rate_multiplier", 1.8)},
+                                "learning_rate_multiplier": lr if isinstance(lr := hyper.get("learning_rate_multiplier"),
+                                                                             float) else 1.8},
             "method": body.get("method"), "suffix": body.get("suffix"),
         }
         self.jobs[job_id] = {"job": job, "events": [], "checkpoints": [], "step": 0,

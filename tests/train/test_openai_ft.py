@@ -101,6 +101,9 @@ def test_upload_create_watch_to_success_records_the_model(run_dir, fake, config,
     assert saved["model"] == record.model and saved["job_id"] == record.job_id
     assert saved["base_url"] == fake.base_url and saved["status"] == "succeeded"
     assert saved["trained_tokens"] == job["trained_tokens"] > 0
+    assert saved["hyperparameters"] == {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 0.5}
+    estimate = plan(run_dir, config)
+    assert saved["estimated_cost_usd"] == pytest.approx(estimate.cost_usd) and estimate.cost_usd < 0.01
     stage = run_dir.stage("openai_ft")
     assert (stage["model"], stage["job_id"], stage["status"]) == (record.model, record.job_id, "succeeded")
     assert stage["inputs"]["train"]["sha256"] == sha256_file(run_dir.data / "train.jsonl")
@@ -109,7 +112,7 @@ def test_upload_create_watch_to_success_records_the_model(run_dir, fake, config,
     assert [c["step"] for c in saved["checkpoints"]] == [3, 6]
     assert (run_dir.root / "openai_ft_loss.png").stat().st_size > 1000
     out, err = capsys.readouterr()
-    assert "~$" in out and "Fine-tuning job started" in err and "checkpoint step 3" in err
+    assert f"~${estimate.cost_usd:.4f} at $3.00/1M tokens" in out and "Fine-tuning job started" in err and "checkpoint step 3" in err
     assert "queued -> running" in err and "train_loss=" in err
     # the key is never printed or recorded
     for text in (out, err, (run_dir.root / "openai_ft.json").read_text(), run_dir.manifest_path.read_text()):
@@ -319,6 +322,7 @@ def test_watch_job_adopts_a_job_started_elsewhere(run_dir, cli_env):
     assert main(cli_args(run_dir, "--watch", job.id)) == 0
     saved = load_record(run_dir)
     assert (saved.job_id, saved.status) == (job.id, "succeeded") and saved.model.startswith("ft:")
+    assert saved.hyperparameters == {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.8}  # "auto" resolved
 
 
 def test_bad_option_names_the_field(run_dir, capsys):
