@@ -328,3 +328,13 @@ def test_watch_job_adopts_a_job_started_elsewhere(run_dir, cli_env):
 def test_bad_option_names_the_field(run_dir, capsys):
     assert main(cli_args(run_dir, "--dry-run", "--epochs", "0")) == 1
     assert "epochs: must be between 1 and 50" in capsys.readouterr().err
+
+
+def test_config_yaml_with_set_overrides(run_dir, tmp_path, capsys):
+    (tmp_path / "oft.yaml").write_text("epochs: 4\nsuffix: yaml\nprice_per_mtok: 1.0\n")
+    args = ["--run", "t", "--runs-dir", str(run_dir.root.parent), "--dry-run", "--config", str(tmp_path / "oft.yaml")]
+    assert main([*args, "--set", "price_per_mtok=2"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs     4 (set)" in out and "at $2.00/1M tokens" in out
+    assert main([*args, "--set", "epoch=2"]) == 1
+    assert "epoch: unknown field (did you mean 'epochs'?)" in capsys.readouterr().err
