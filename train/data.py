@@ -39,7 +39,7 @@ class DataConfig:
     val: int | None = None  #: validation examples (default: the task's data.val)
     test: int | None = None  #: test examples (default: the task's data.test)
     seed: int | None = None  #: generation and split seed (default: the task's data.seed)
-    similarity: float = 0.85  #: instructions at least this similar (0..1, normalised Indel ratio) are near-duplicates
+    similarity: float = 0.8  #: instructions at least this similar (0..1, normalised Indel ratio) are near-duplicates
     oversample: float = 1.5  #: candidates generated per requested example (the gate drops some)
     openai: TeacherConfig = field(default_factory=TeacherConfig)  #: teacher settings (--teacher openai)
     importer: ImportConfig = field(default_factory=ImportConfig)  #: importer settings (--teacher import)
@@ -51,7 +51,7 @@ class DataConfig:
             if value is not None and value < (1 if name == "train" else 0):
                 yield name, "must be a positive number of examples"
         if not 0.5 <= self.similarity <= 1.0:
-            yield "similarity", "must be between 0.5 and 1.0 (0.85 is a good default)"
+            yield "similarity", "must be between 0.5 and 1.0 (0.8 is a good default)"
         if self.oversample < 1.0:
             yield "oversample", "must be at least 1.0"
 
