@@ -23,7 +23,7 @@ from typing import Literal
 
 from edgetune.config import ConfigError, load, to_dict
 from edgetune.rundir import RunDir, atomic_write_json, sha256_file
-from train.dataset import SPLITS, Example, GateResult, gate, split, write_jsonl
+from train.dataset import SPLITS, Example, GateResult, Rejected, gate, split, write_jsonl
 from train.importers import ImportConfig
 from train.teacher import TeacherConfig
 
@@ -83,8 +83,8 @@ def run(config: DataConfig) -> Path:
     total = sum(sizes.values())
     rundir = RunDir.named(config.run, config.runs_dir or None)
     rundir.data.mkdir(parents=True, exist_ok=True)
-    usage: dict = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_usd": 0.0, "requests": 0}
-
+    usage: dict = {}
+    system, stopped_by = task.system, "target"
     if config.teacher == "synth":
         want = int(total * config.oversample) + 10
         while True:  # the synthesizer is prefix-stable under a seed: asking for more only appends
@@ -97,10 +97,20 @@ def run(config: DataConfig) -> Path:
     elif config.teacher == "openai":
         from train.teacher import generate
 
-        candidates, usage = generate(task, config.openai, rundir.data / "teacher", int(total * config.oversample),
-                                     seed)
-        result = gate(task, candidates, config.similarity)
-        splits = split(result, sizes, seed)
+        commands = _synth_candidates(task, 20 * total, seed) if config.openai.paraphrase else None
+        target = int(total * config.oversample)
+        for _ in range(6):  # the pool resumes, so asking for more only adds what the gate still lacks
+            generated = generate(task, config.openai, rundir.data / "teacher", target, seed, commands=commands)
+            candidates, usage, stopped_by = generated.examples, generated.usage, generated.stopped_by
+            system = generated.system or task.system
+            result = gate(task, candidates, config.similarity)
+            result.rejected += [Rejected(Example("", r.get("content", ""), "teacher"), "teacher:malformed_response",
+                                         r.get("error", "")) for r in generated.malformed]
+            splits = split(result, sizes, seed)
+            missing = sum(sizes.values()) - sum(len(v) for v in splits.values())
+            if not missing or stopped_by != "target":
+                break
+            target += int(missing * config.oversample) + 1
     else:
         from train.importers import import_examples
 
@@ -110,11 +120,12 @@ def run(config: DataConfig) -> Path:
 
     outputs, hashes = {}, {}
     for name in SPLITS:
-        path = write_jsonl(rundir.data / f"{name}.jsonl", (e.record(task.system) for e in splits[name]))
+        path = write_jsonl(rundir.data / f"{name}.jsonl", (e.record(system) for e in splits[name]))
         outputs[name], hashes[name] = str(path), sha256_file(path)
     write_jsonl(rundir.data / "rejected.jsonl", (r.record() for r in result.rejected))
     seconds = time.perf_counter() - started
     report = _report(config, task.name, sizes, candidates, result, splits, usage, seconds)
+    report.update(stopped_by=stopped_by, system=system)
     atomic_write_json(rundir.data / "data_report.json", report)
     rundir.record("data", task=task.name, counts=report["counts"], sha256=hashes, config=to_dict(config),
                   inputs={"teacher": config.teacher, "seed": seed}, outputs=outputs, timings={"seconds": seconds},
@@ -143,6 +154,7 @@ def _report(config: DataConfig, task: str, sizes: dict[str, int], candidates: li
         "similarity": {"measure": "rapidfuzz.fuzz.ratio on normalised instruction", "threshold": config.similarity},
         "tokens": {k: usage.get(k, 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
         "requests": usage.get("requests", 0),
+        "retries": usage.get("retries", 0),
         "cost_usd": round(usage.get("cost_usd", 0.0), 6),
         "seconds": round(seconds, 2),
     }
@@ -159,8 +171,8 @@ def _print_summary(report: dict, where: Path) -> None:
     print(f"  train {counts['train']}  val {counts['val']}  test {counts['test']}  "
           f"(requested {report['requested']['train']}/{report['requested']['val']}/{report['requested']['test']})")
     if report["requests"]:
-        print(f"  teacher: {report['requests']} requests, {report['tokens']['total_tokens']} tokens, "
-              f"${report['cost_usd']:.4f}")
+        print(f"  teacher: {report['requests']} requests ({report['retries']} retries), "
+              f"{report['tokens']['total_tokens']} tokens, ${report['cost_usd']:.4f}, stopped by {report['stopped_by']}")
     print(f"  {report['seconds']:.1f} s")
 
 
@@ -190,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load(DataConfig, args.config, overrides)
         run(config)
+    except KeyboardInterrupt:
+        print("interrupted: the teacher pool keeps every answer received; rerun to continue", file=sys.stderr)
+        return 130
     except (ConfigError, ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,11 +20,12 @@ Implicit-step rules (the answer is fully determined by them):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from edgetune.contract import ContractSpec, format_value
 
@@ -403,23 +404,29 @@ def compose(rng: random.Random, max_calls: int = 10) -> Command:
     return Command(user, calls)
 
 
-def synthesize(n: int, seed: int = 0, contract: ContractSpec | None = None) -> list[Command]:
-    """``n`` distinct commands, deterministic for a seed (distinct by exact text; near-duplicates are the gate's job)."""
+def iter_commands(seed: int = 0, contract: ContractSpec | None = None) -> Iterator[Command]:
+    """Distinct commands (by exact text, case folded), endlessly, deterministic for a seed."""
     if contract is not None:
         check_vocabulary(contract)
     rng = random.Random(seed)
     seen: set[str] = set()
-    out: list[Command] = []
-    attempts = 0
-    while len(out) < n:
-        attempts += 1
-        if attempts > 50 * n + 1000:
-            raise RuntimeError(f"the synthesizer produced only {len(out)} distinct commands out of {n} requested")
+    misses = 0
+    while misses < 10_000:
         cmd = compose(rng)
-        if cmd.user.lower() not in seen:
-            seen.add(cmd.user.lower())
-            out.append(cmd)
-    return out
+        if cmd.user.lower() in seen:
+            misses += 1
+            continue
+        misses = 0
+        seen.add(cmd.user.lower())
+        yield cmd
+    raise RuntimeError(f"the synthesizer ran out of distinct commands after {len(seen)}")
+
+
+def synthesize(n: int, seed: int = 0, contract: ContractSpec | None = None) -> list[Command]:
+    """``n`` distinct commands, deterministic for a seed (distinct by exact text; near-duplicates are the gate's job).
+
+    Prefix-stable: the first k of ``synthesize(n)`` are ``synthesize(k)``."""
+    return list(itertools.islice(iter_commands(seed, contract), n))
 
 
 def main(argv: list[str] | None = None) -> int:
