@@ -84,7 +84,7 @@ def run(config: DataConfig) -> Path:
     rundir = RunDir.named(config.run, config.runs_dir or None)
     rundir.data.mkdir(parents=True, exist_ok=True)
     usage: dict = {}
-    system, stopped_by = task.system, "target"
+    system, stopped_by, import_stats = task.system, "target", None
     if config.teacher == "synth":
         want = int(total * config.oversample) + 10
         while True:  # the synthesizer is prefix-stable under a seed: asking for more only appends
@@ -114,7 +114,8 @@ def run(config: DataConfig) -> Path:
     else:
         from train.importers import import_examples
 
-        candidates = import_examples(config.importer, task, seed)
+        imported = import_examples(config.importer, task, seed)
+        candidates, import_stats = imported.examples, imported.stats
         result = gate(task, candidates, config.similarity)
         splits = split(result, sizes, seed)
 
@@ -126,6 +127,8 @@ def run(config: DataConfig) -> Path:
     seconds = time.perf_counter() - started
     report = _report(config, task.name, sizes, candidates, result, splits, usage, seconds)
     report.update(stopped_by=stopped_by, system=system)
+    if import_stats:
+        report["import"] = import_stats
     atomic_write_json(rundir.data / "data_report.json", report)
     rundir.record("data", task=task.name, counts=report["counts"], sha256=hashes, config=to_dict(config),
                   inputs={"teacher": config.teacher, "seed": seed}, outputs=outputs, timings={"seconds": seconds},
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set train=2000 (repeatable)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. similarity=0.9")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after flags
     flags = {"run": args.run, "task": args.task, "teacher": args.teacher, "seed": args.seed,
              "openai.max_cost": args.max_cost, "openai.max_requests": args.max_requests,
              "openai.concurrency": args.concurrency, "importer.path": args.input, "importer.format": args.format}

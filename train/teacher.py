@@ -445,26 +445,25 @@ def generate(task, config: TeacherConfig, workdir: Path, target: int, seed: int,
     request_id = len(pool.ledger)
     stopped_by = "target"
     barren = 0
-    in_flight: dict[Future, tuple[int, list[Example]]] = {}
+    in_flight: dict[Future, tuple[int, list[Example], int, float]] = {}  #: id, batch, prompt chars, reserved $
     rng = random.Random(seed)
     bar = tqdm(total=target, initial=min(count, target), desc="teacher", unit="ex", dynamic_ncols=True,
                disable=None)
 
-    def estimate() -> float:
-        """Cost of one more request: the dearest so far, else a worst case from the token limits."""
-        costs = [r.get("cost_usd", 0.0) for r in pool.ledger if r.get("status") != "error"]
-        if costs:
-            return max(costs)
-        assert price is not None
-        return (4000 * price[0] + config.max_tokens * price[1]) / 1e6
+    def bound(messages: list[dict[str, str]]) -> float:
+        """Most one request can cost: its prompt at the worst token/char ratio seen (else 1 token per 2
+        characters) plus a full max_tokens completion. Reserving this keeps --max-cost a hard limit."""
+        if price is None:
+            return 0.0
+        chars = sum(len(m["content"]) for m in messages)
+        ratios = [r["prompt_tokens"] / r["prompt_chars"] for r in pool.ledger if r.get("prompt_chars")]
+        ratio = max(ratios) * 1.2 if ratios else 0.5
+        return (chars * ratio * price[0] + config.max_tokens * price[1]) / 1e6
 
     def launch(pool_executor: ThreadPoolExecutor) -> bool:
         nonlocal request_id, stopped_by
         if config.max_requests is not None and usage.requests + len(in_flight) >= config.max_requests:
             stopped_by = "max_requests"
-            return False
-        if config.max_cost is not None and usage.cost_usd + (len(in_flight) + 1) * estimate() > config.max_cost:
-            stopped_by = "max_cost"
             return False
         req_rng = random.Random(f"{seed}:{request_id}")
         if config.paraphrase:
@@ -476,7 +475,13 @@ def generate(task, config: TeacherConfig, workdir: Path, target: int, seed: int,
             batch = []
             shown = req_rng.sample(pool.examples, min(config.feedback, len(pool.examples)))
             messages = generation_prompt(task, config.examples_per_request, shown)
-        in_flight[pool_executor.submit(teacher.chat, messages)] = (request_id, batch)
+        reserve = bound(messages)
+        if config.max_cost is not None and usage.cost_usd + sum(r[3] for r in in_flight.values()) + reserve \
+                > config.max_cost:
+            stopped_by = "max_cost"
+            return False
+        prompt_chars = sum(len(m["content"]) for m in messages)
+        in_flight[pool_executor.submit(teacher.chat, messages)] = (request_id, batch, prompt_chars, reserve)
         request_id += 1
         return True
 
@@ -493,11 +498,12 @@ def generate(task, config: TeacherConfig, workdir: Path, target: int, seed: int,
                         break
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:
-                        rid, batch = in_flight.pop(future)
+                        rid, batch, prompt_chars, _ = in_flight.pop(future)
                         reply = future.result()  # TeacherError propagates: the pool keeps what arrived
                         cost = ((reply.prompt_tokens * price[0] + reply.completion_tokens * price[1]) / 1e6
                                 if price else 0.0)
-                        entry = {"id": rid, "status": "ok", "prompt_tokens": reply.prompt_tokens,
+                        entry = {"id": rid, "status": "ok", "prompt_chars": prompt_chars,
+                                 "prompt_tokens": reply.prompt_tokens,
                                  "completion_tokens": reply.completion_tokens, "cost_usd": cost,
                                  "retries": reply.retries, "model": endpoint.model}
                         try:
