@@ -3,7 +3,7 @@
     python -m train data --run default --task robot_sdk                    offline synthesizer (the default)
     python -m train data --run r1 --teacher openai --max-cost 2            an OpenAI-compatible teacher
     python -m train data --run r1 --teacher openai openai.paraphrase=true  teacher rephrases synthesized commands
-    python -m train data --run r1 --teacher import --input titles.csv importer.columns.user=title ...
+    python -m train data --run r1 --teacher import --input titles.csv importer.user=title importer.assistant=content
     python -m train data --config data.yaml train=2000 seed=3              YAML config + key=value overrides
 
 Writes runs/RUN/data/{train,val,test}.jsonl (one {"messages": [system, user, assistant]} per line),

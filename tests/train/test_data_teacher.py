@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -178,12 +179,14 @@ def _free_port() -> int:
 
 
 def test_llama_cpp_server_as_teacher(teacher_env, tmp_path, embedded_gguf_path):
-    """The real openai client against llama_cpp.server on the embedded 135M model: requests, usage, budget."""
+    """The real openai client against llama_cpp.server on the embedded 135M model: requests, usage, budget.
+
+    The plain-text task keeps the prompt short (robot_sdk's allowlist is ~1200 tokens: a minute on 2 busy cores)."""
     pytest.importorskip("llama_cpp.server")
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf_path), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--verbose", "false"],
+         "--port", str(port), "--n_ctx", "4096", "--n_threads", "1", "--verbose", "false"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
@@ -197,19 +200,28 @@ def test_llama_cpp_server_as_teacher(teacher_env, tmp_path, embedded_gguf_path):
         teacher_env.setenv("TEACHER_API_KEY", "local")
         teacher_env.setenv("TEACHER_BASE_URL", f"http://127.0.0.1:{port}/v1")
         teacher_env.setenv("TEACHER_MODEL", "smollm2-135m")
-        code = main(["--run", "t", "--teacher", "openai", f"runs_dir={tmp_path}", "--max-requests", "2",
-                     "--concurrency", "1", "train=4", "val=1", "test=1", "openai.examples_per_request=2",
-                     "openai.max_tokens=160", "openai.timeout=120", "openai.feedback=0"])
+        code = main(["--run", "t", "--task", "student_2nd_grade", "--teacher", "openai", f"runs_dir={tmp_path}",
+                     "--max-requests", "2", "--concurrency", "2", "train=4", "val=1", "test=1",
+                     "openai.examples_per_request=2", "openai.max_tokens=48", "openai.timeout=120"])
     finally:
         server.terminate()
         server.wait(20)
     assert code == 0
     rep = report(tmp_path)
     assert rep["requests"] == 2 and rep["stopped_by"] in ("max_requests", "target")
-    assert rep["tokens"]["prompt_tokens"] > 500 and rep["tokens"]["completion_tokens"] > 0
+    assert rep["tokens"]["prompt_tokens"] > 100 and rep["tokens"]["completion_tokens"] > 0
     ledger = [json.loads(l) for l in (tmp_path / "t" / "data" / "teacher" / "requests.jsonl").read_text().splitlines()]
     assert [r["status"] in ("ok", "malformed") for r in ledger] == [True, True]
     # whatever a 135M teacher wrote is accounted for: kept, deduplicated or rejected with a reason
     accounted = sum(rep["counts"].values()) + rep["unused"] + sum(rep["duplicates"].values()) + sum(
         v for k, v in rep["rejects"].items() if k != "teacher:malformed_response")
     assert accounted == rep["received"]
+
+
+def test_benchmark_prints_both_measurements_and_the_ratio(teacher_env, capsys):
+    from train.bench_teacher import main as bench
+
+    assert bench(["--requests", "4", "--latency", "0.05", "--concurrency", "2", "--per-response", "2"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^\s+1\s+[\d.]+", out, re.M) and re.search(r"^\s+2\s+[\d.]+", out, re.M)
+    assert re.search(r"speed-up at concurrency 2 vs 1: [\d.]+x", out)
