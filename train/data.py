@@ -84,7 +84,9 @@ def run(config: DataConfig) -> Path:
     rundir = RunDir.named(config.run, config.runs_dir or None)
     rundir.data.mkdir(parents=True, exist_ok=True)
     usage: dict = {}
-    system, stopped_by, import_stats = task.system, "target", None
+    system, stopped_by = task.system, "target"
+    inputs: dict = {"teacher": config.teacher, "seed": seed}
+    import_stats = None
     if config.teacher == "synth":
         want = int(total * config.oversample) + 10
         while True:  # the synthesizer is prefix-stable under a seed: asking for more only appends
@@ -103,6 +105,7 @@ def run(config: DataConfig) -> Path:
             generated = generate(task, config.openai, rundir.data / "teacher", target, seed, commands=commands)
             candidates, usage, stopped_by = generated.examples, generated.usage, generated.stopped_by
             system = generated.system or task.system
+            inputs["endpoint"] = generated.endpoint
             result = gate(task, candidates, config.similarity)
             result.rejected += [Rejected(Example("", r.get("content", ""), "teacher"), "teacher:malformed_response",
                                          r.get("error", "")) for r in generated.malformed]
@@ -116,6 +119,7 @@ def run(config: DataConfig) -> Path:
 
         imported = import_examples(config.importer, task, seed)
         candidates, import_stats = imported.examples, imported.stats
+        inputs["import"] = {"path": imported.stats["path"], "sha256": sha256_file(imported.stats["path"])}
         result = gate(task, candidates, config.similarity)
         splits = split(result, sizes, seed)
 
@@ -129,9 +133,11 @@ def run(config: DataConfig) -> Path:
     report.update(stopped_by=stopped_by, system=system)
     if import_stats:
         report["import"] = import_stats
+    if "endpoint" in inputs:
+        report["endpoint"] = inputs["endpoint"]
     atomic_write_json(rundir.data / "data_report.json", report)
     rundir.record("data", task=task.name, counts=report["counts"], sha256=hashes, config=to_dict(config),
-                  inputs={"teacher": config.teacher, "seed": seed}, outputs=outputs, timings={"seconds": seconds},
+                  inputs=inputs, outputs=outputs, timings={"seconds": seconds},
                   report=str(rundir.data / "data_report.json"))
     _print_summary(report, rundir.data)
     short = {s: sizes[s] - len(splits[s]) for s in SPLITS if len(splits[s]) < sizes[s]}

@@ -402,6 +402,7 @@ class GenerationResult:
     stopped_by: str  #: "target", "max_requests", "max_cost"
     malformed: list[dict]  #: ledger entries of malformed answers (for rejected.jsonl)
     system: str | None = None  #: auto-generated system message, if asked for
+    endpoint: dict = field(default_factory=dict)  #: base_url and model (never the key)
 
 
 def generate(task, config: TeacherConfig, workdir: Path, target: int, seed: int,
@@ -485,62 +486,60 @@ def generate(task, config: TeacherConfig, workdir: Path, target: int, seed: int,
         request_id += 1
         return True
 
+    executor = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="teacher")
     try:
-        with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="teacher") as executor:
-            try:
-                while True:
-                    while count + _pending(in_flight, config) < target and len(in_flight) < config.concurrency:
-                        if not launch(executor):
-                            break
-                    if not in_flight:
-                        if count >= target:
-                            stopped_by = "target"
-                        break
-                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        rid, batch, prompt_chars, _ = in_flight.pop(future)
-                        reply = future.result()  # TeacherError propagates: the pool keeps what arrived
-                        cost = ((reply.prompt_tokens * price[0] + reply.completion_tokens * price[1]) / 1e6
-                                if price else 0.0)
-                        entry = {"id": rid, "status": "ok", "prompt_chars": prompt_chars,
-                                 "prompt_tokens": reply.prompt_tokens,
-                                 "completion_tokens": reply.completion_tokens, "cost_usd": cost,
-                                 "retries": reply.retries, "model": endpoint.model}
-                        try:
-                            examples = (paraphrases_from_answer(reply.content, batch) if config.paraphrase
-                                        else examples_from_answer(reply.content))
-                        except (ValueError, json.JSONDecodeError) as exc:
-                            examples = []
-                            entry.update(status="malformed", error=str(exc)[:200], content=(reply.content or "")[:500])
-                        entry["examples"] = len(examples)
-                        pool.add(examples, entry)
-                        usage.prompt_tokens += reply.prompt_tokens
-                        usage.completion_tokens += reply.completion_tokens
-                        usage.cost_usd += cost
-                        usage.requests += 1
-                        usage.retries += reply.retries
-                        usage.malformed += entry["status"] == "malformed"
-                        fresh = admit(examples)
-                        barren = 0 if fresh else barren + 1
-                        bar.update(max(0, min(count, target) - bar.n))
-                        bar.set_postfix(req=usage.requests, retries=usage.retries, bad=usage.malformed,
-                                        usd=f"{usage.cost_usd:.4f}")
-                    if barren >= config.max_barren:
-                        raise TeacherError(f"the teacher gave no usable example in {barren} requests in a row "
-                                           f"(last: {pool.ledger[-1].get('error', 'all examples invalid')}); see "
-                                           f"{pool.ledger_path} and try a stronger TEACHER_MODEL")
-            except BaseException:
-                for future in in_flight:
-                    future.cancel()
-                raise
+        while True:
+            while count + _pending(in_flight, config) < target and len(in_flight) < config.concurrency:
+                if not launch(executor):
+                    break
+            if not in_flight:
+                if count >= target:
+                    stopped_by = "target"
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                rid, batch, prompt_chars, _ = in_flight.pop(future)
+                reply = future.result()  # TeacherError propagates: the pool keeps what arrived
+                cost = ((reply.prompt_tokens * price[0] + reply.completion_tokens * price[1]) / 1e6
+                        if price else 0.0)
+                entry = {"id": rid, "status": "ok", "prompt_chars": prompt_chars,
+                         "prompt_tokens": reply.prompt_tokens,
+                         "completion_tokens": reply.completion_tokens, "cost_usd": cost,
+                         "retries": reply.retries, "model": endpoint.model}
+                try:
+                    examples = (paraphrases_from_answer(reply.content, batch) if config.paraphrase
+                                else examples_from_answer(reply.content))
+                except (ValueError, json.JSONDecodeError) as exc:
+                    examples = []
+                    entry.update(status="malformed", error=str(exc)[:200], content=(reply.content or "")[:500])
+                entry["examples"] = len(examples)
+                pool.add(examples, entry)
+                usage.prompt_tokens += reply.prompt_tokens
+                usage.completion_tokens += reply.completion_tokens
+                usage.cost_usd += cost
+                usage.requests += 1
+                usage.retries += reply.retries
+                usage.malformed += entry["status"] == "malformed"
+                fresh = admit(examples)
+                barren = 0 if fresh else barren + 1
+                bar.update(max(0, min(count, target) - bar.n))
+                bar.set_postfix(req=usage.requests, retries=usage.retries, bad=usage.malformed,
+                                usd=f"{usage.cost_usd:.4f}")
+            if barren >= config.max_barren:
+                raise TeacherError(f"the teacher gave no usable example in {barren} requests in a row "
+                                   f"(last: {pool.ledger[-1].get('error', 'all examples invalid')}); see "
+                                   f"{pool.ledger_path} and try a stronger TEACHER_MODEL")
     finally:
+        # in-flight requests are abandoned on an error or Ctrl-C; everything already received is in the pool
+        executor.shutdown(wait=False, cancel_futures=True)
         bar.close()
         pool.close()
     if stopped_by != "target":
         print(f"teacher: stopped by {stopped_by} with {count}/{target} usable examples "
               f"({usage.requests} requests, ${usage.cost_usd:.4f})", file=sys.stderr)
     malformed = [r for r in pool.ledger if r.get("status") == "malformed"]
-    return GenerationResult(pool.examples, usage.as_dict(), stopped_by, malformed, system)
+    return GenerationResult(pool.examples, usage.as_dict(), stopped_by, malformed, system,
+                            {"base_url": endpoint.base_url, "model": endpoint.model})
 
 
 def _pending(in_flight: dict, config: TeacherConfig) -> int:
