@@ -80,6 +80,8 @@ class LoopbackTeacher:
         prompt = messages[-1]["content"] if messages else ""
         if action == "malformed":
             return "Sure! Here are some great examples: user: go to the kitchen -> nav.go_to(kitchen)"
+        if "Write the system message" in prompt:
+            return "You turn robot commands into a JSON list of allowlisted robot API calls."
         if '"paraphrases"' in prompt:
             items = [json.loads(line) for line in prompt.splitlines() if line.startswith('{"id"')]
             return json.dumps({"paraphrases": [{"id": i["id"], "user": f"Kindly, {i['user']}"} for i in items]})

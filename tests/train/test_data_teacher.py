@@ -172,6 +172,19 @@ def test_paraphrase_mode_keeps_the_synthesized_answers(teacher_env, tmp_path, ro
         assert user.startswith("Kindly, ") and truth[user.removeprefix("Kindly, ")] == answer
 
 
+def test_auto_system_message_is_written_once_and_used(teacher_env, tmp_path):
+    with LoopbackTeacher() as server:
+        use(teacher_env, server)
+        assert run_stage(tmp_path, "openai.auto_system=true", "train=10", "val=2", "test=2") == 0
+        requests = server.stats["requests"]
+        assert run_stage(tmp_path, "openai.auto_system=true", "train=10", "val=2", "test=2") == 0
+        assert server.stats["requests"] == requests  # resumed: neither the system message nor examples re-asked
+    system = "You turn robot commands into a JSON list of allowlisted robot API calls."
+    assert (tmp_path / "t" / "data" / "teacher" / "system.txt").read_text().strip() == system
+    assert all(r["messages"][0]["content"] == system for r in read_split(tmp_path / "t" / "data" / "train.jsonl"))
+    assert report(tmp_path)["system"] == system
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
