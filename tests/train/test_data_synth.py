@@ -6,7 +6,6 @@ import json
 import re
 import time
 
-import pytest
 
 from train import synth
 from train.data import DataConfig, main, run

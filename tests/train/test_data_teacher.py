@@ -19,7 +19,7 @@ import pytest
 from train.data import main
 from train.dataset import SPLITS, read_split
 from train.loopback_teacher import Faults, LoopbackTeacher
-from train.teacher import Teacher, TeacherConfig, TeacherError, resolve_endpoint
+from train.teacher import Teacher, TeacherConfig, resolve_endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["openai.timeout=1", "openai.backoff=0.01", "openai.prices.loopback-teacher=[100,200]"]
