@@ -1,0 +1,224 @@
+"""Build a task's dataset: generate (or import), validate, deduplicate, split leak-free, report.
+
+    python -m train data --run default --task robot_sdk                    offline synthesizer (the default)
+    python -m train data --run r1 --teacher openai --max-cost 2            an OpenAI-compatible teacher
+    python -m train data --run r1 --teacher openai openai.paraphrase=true  teacher rephrases synthesized commands
+    python -m train data --run r1 --teacher import --input titles.csv importer.user=title importer.assistant=content
+    python -m train data --config data.yaml train=2000 seed=3              YAML config + key=value overrides
+
+Writes runs/RUN/data/{train,val,test}.jsonl (one {"messages": [system, user, assistant]} per line),
+rejected.jsonl (each reject with its reason) and data_report.json, and records stage "data" in the run manifest.
+Sizes default to the task's `data:` section. Teacher mode reads TEACHER_BASE_URL, TEACHER_MODEL and the key from
+TEACHER_API_KEY or OPENAI_API_KEY (environment or a git-ignored .env).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from edgetune.config import ConfigError, load, to_dict
+from edgetune.rundir import RunDir, atomic_write_json, sha256_file
+from train.dataset import SPLITS, Example, GateResult, Rejected, gate, split, write_jsonl
+from train.importers import ImportConfig
+from train.teacher import TeacherConfig
+
+
+@dataclass
+class DataConfig:
+    """How to build one run's dataset."""
+
+    run: str = "default"  #: run directory name under runs/
+    task: str = "robot_sdk"  #: task name or task YAML path
+    teacher: Literal["synth", "openai", "import"] = "synth"  #: where examples come from
+    train: int | None = None  #: train examples (default: the task's data.train)
+    val: int | None = None  #: validation examples (default: the task's data.val)
+    test: int | None = None  #: test examples (default: the task's data.test)
+    seed: int | None = None  #: generation and split seed (default: the task's data.seed)
+    similarity: float = 0.8  #: instructions at least this similar (0..1, normalised Indel ratio) are near-duplicates
+    oversample: float = 1.5  #: candidates generated per requested example (the gate drops some)
+    openai: TeacherConfig = field(default_factory=TeacherConfig)  #: teacher settings (--teacher openai)
+    importer: ImportConfig = field(default_factory=ImportConfig)  #: importer settings (--teacher import)
+    runs_dir: str = ""  #: where run directories live (default: runs/ or $EDGETUNE_RUNS)
+
+    def check(self):
+        for name in ("train", "val", "test"):
+            value = getattr(self, name)
+            if value is not None and value < (1 if name == "train" else 0):
+                yield name, "must be a positive number of examples"
+        if not 0.5 <= self.similarity <= 1.0:
+            yield "similarity", "must be between 0.5 and 1.0 (0.8 is a good default)"
+        if self.oversample < 1.0:
+            yield "oversample", "must be at least 1.0"
+
+
+def _sizes(config: DataConfig, task) -> dict[str, int]:
+    return {"train": config.train if config.train is not None else task.data.train,
+            "val": config.val if config.val is not None else task.data.val,
+            "test": config.test if config.test is not None else task.data.test}
+
+
+def _synth_candidates(task, n: int, seed: int) -> list[Example]:
+    from train.synth import synthesize
+
+    if task.name != "robot_sdk":
+        raise ConfigError("command line", "teacher",
+                          f"the offline synthesizer knows only robot_sdk, not {task.name!r}; "
+                          "use --teacher openai or --teacher import")
+    return [Example(c.user, c.assistant, "synth") for c in synthesize(n, seed, task.contract)]
+
+
+def run(config: DataConfig) -> Path:
+    """Build the dataset for ``config`` and return the data directory."""
+    from edgetune.task import load_task
+
+    started = time.perf_counter()
+    task = load_task(config.task)
+    sizes = _sizes(config, task)
+    seed = config.seed if config.seed is not None else task.data.seed
+    total = sum(sizes.values())
+    rundir = RunDir.named(config.run, config.runs_dir or None)
+    rundir.data.mkdir(parents=True, exist_ok=True)
+    usage: dict = {}
+    system, stopped_by = task.system, "target"
+    inputs: dict = {"teacher": config.teacher, "seed": seed}
+    import_stats = None
+    if config.teacher == "synth":
+        want = int(total * config.oversample) + 10
+        while True:  # the synthesizer is prefix-stable under a seed: asking for more only appends
+            candidates = _synth_candidates(task, want, seed)
+            result = gate(task, candidates, config.similarity)
+            splits = split(result, sizes, seed)
+            if all(len(splits[s]) == sizes[s] for s in SPLITS) or want > 20 * total:
+                break
+            want *= 2
+    elif config.teacher == "openai":
+        from train.teacher import generate
+
+        commands = _synth_candidates(task, 20 * total, seed) if config.openai.paraphrase else None
+        target = int(total * config.oversample)
+        for _ in range(6):  # the pool resumes, so asking for more only adds what the gate still lacks
+            generated = generate(task, config.openai, rundir.data / "teacher", target, seed, commands=commands)
+            candidates, usage, stopped_by = generated.examples, generated.usage, generated.stopped_by
+            system = generated.system or task.system
+            inputs["endpoint"] = generated.endpoint
+            result = gate(task, candidates, config.similarity)
+            result.rejected += [Rejected(Example("", r.get("content", ""), "teacher"), "teacher:malformed_response",
+                                         r.get("error", "")) for r in generated.malformed]
+            splits = split(result, sizes, seed)
+            missing = sum(sizes.values()) - sum(len(v) for v in splits.values())
+            if not missing or stopped_by != "target":
+                break
+            target += int(missing * config.oversample) + 1
+    else:
+        from train.importers import import_examples
+
+        imported = import_examples(config.importer, task, seed)
+        candidates, import_stats = imported.examples, imported.stats
+        inputs["import"] = {"path": imported.stats["path"], "sha256": sha256_file(imported.stats["path"])}
+        result = gate(task, candidates, config.similarity)
+        splits = split(result, sizes, seed)
+
+    outputs, hashes = {}, {}
+    for name in SPLITS:
+        path = write_jsonl(rundir.data / f"{name}.jsonl", (e.record(system) for e in splits[name]))
+        outputs[name], hashes[name] = str(path), sha256_file(path)
+    write_jsonl(rundir.data / "rejected.jsonl", (r.record() for r in result.rejected))
+    seconds = time.perf_counter() - started
+    report = _report(config, task.name, sizes, candidates, result, splits, usage, seconds)
+    report.update(stopped_by=stopped_by, system=system)
+    if import_stats:
+        report["import"] = import_stats
+    if "endpoint" in inputs:
+        report["endpoint"] = inputs["endpoint"]
+    atomic_write_json(rundir.data / "data_report.json", report)
+    rundir.record("data", task=task.name, counts=report["counts"], sha256=hashes, config=to_dict(config),
+                  inputs=inputs, outputs=outputs, timings={"seconds": seconds},
+                  report=str(rundir.data / "data_report.json"))
+    _print_summary(report, rundir.data)
+    short = {s: sizes[s] - len(splits[s]) for s in SPLITS if len(splits[s]) < sizes[s]}
+    if short:
+        print(f"warning: fewer examples than requested (missing {short}); see rejects and duplicates above",
+              file=sys.stderr)
+    return rundir.data
+
+
+def _report(config: DataConfig, task: str, sizes: dict[str, int], candidates: list[Example], result: GateResult,
+            splits: dict[str, list[Example]], usage: dict, seconds: float) -> dict:
+    return {
+        "task": task,
+        "teacher": config.teacher,
+        "requested": {**sizes, "total": sum(sizes.values())},
+        "received": len(candidates),
+        "valid": len(result.kept) + result.exact_duplicates + result.near_duplicates,
+        "rejects": result.rejects_by_reason(),
+        "duplicates": {"exact": result.exact_duplicates, "near": result.near_duplicates},
+        "similar_groups": {"count": len(result.groups), "largest": max(map(len, result.groups), default=0)},
+        "unused": len(result.kept) - sum(len(v) for v in splits.values()),
+        "counts": {name: len(splits[name]) for name in SPLITS},
+        "similarity": {"measure": "rapidfuzz.fuzz.ratio on normalised instruction", "threshold": config.similarity},
+        "tokens": {k: usage.get(k, 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+        "requests": usage.get("requests", 0),
+        "retries": usage.get("retries", 0),
+        "cost_usd": round(usage.get("cost_usd", 0.0), 6),
+        "seconds": round(seconds, 2),
+    }
+
+
+def _print_summary(report: dict, where: Path) -> None:
+    counts = report["counts"]
+    rejects = ", ".join(f"{k}={v}" for k, v in report["rejects"].items()) or "none"
+    print(f"data: {report['task']} via {report['teacher']} -> {where}")
+    print(f"  received {report['received']}  valid {report['valid']}  rejected {sum(report['rejects'].values())}"
+          f" ({rejects})")
+    print(f"  duplicates exact {report['duplicates']['exact']}  near {report['duplicates']['near']}  "
+          f"similar groups {report['similar_groups']['count']} (largest {report['similar_groups']['largest']})")
+    print(f"  train {counts['train']}  val {counts['val']}  test {counts['test']}  "
+          f"(requested {report['requested']['train']}/{report['requested']['val']}/{report['requested']['test']})")
+    if report["requests"]:
+        print(f"  teacher: {report['requests']} requests ({report['retries']} retries), "
+              f"{report['tokens']['total_tokens']} tokens, ${report['cost_usd']:.4f}, stopped by {report['stopped_by']}")
+    print(f"  {report['seconds']:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML file with DataConfig fields")
+    parser.add_argument("--run", help="run directory name (default: default)")
+    parser.add_argument("--task", help="task name or YAML path (default: robot_sdk)")
+    parser.add_argument("--teacher", choices=["synth", "openai", "import"],
+                        help="synth: offline synthesizer (default); openai: an OpenAI-compatible teacher; "
+                             "import: convert an existing dataset (--input)")
+    parser.add_argument("--seed", type=int, help="generation/split seed (default: the task's)")
+    parser.add_argument("--max-cost", type=float, help="teacher: stop before spending more than this (USD)")
+    parser.add_argument("--max-requests", type=int, help="teacher: stop after this many requests")
+    parser.add_argument("--concurrency", type=int, help="teacher: requests in flight at once")
+    parser.add_argument("--input", help="import: the file to import (JSONL, JSON or CSV)")
+    parser.add_argument("--format", help="import: openai|alpaca|dialogue|table|auto (default: auto)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config field, e.g. --set train=2000 (repeatable)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. similarity=0.9")
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after flags
+    flags = {"run": args.run, "task": args.task, "teacher": args.teacher, "seed": args.seed,
+             "openai.max_cost": args.max_cost, "openai.max_requests": args.max_requests,
+             "openai.concurrency": args.concurrency, "importer.path": args.input, "importer.format": args.format}
+    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set + args.overrides
+    try:
+        config = load(DataConfig, args.config, overrides)
+        run(config)
+    except KeyboardInterrupt:
+        print("interrupted: the teacher pool keeps every answer received; rerun to continue", file=sys.stderr)
+        return 130
+    except (ConfigError, ValueError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

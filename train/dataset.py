@@ -1,0 +1,197 @@
+"""The quality gate every example passes, whatever produced it (synthesizer, teacher, importer).
+
+1. validate: the answer must satisfy the task's contract (robot_sdk: the allowlist validator); call-list answers
+   are rewritten to the contract's normalised form so the student sees one spelling per answer;
+2. deduplicate: exact duplicates (normalised instruction) and near-duplicates (similar instruction *and* the same
+   answer) are dropped;
+3. split: instructions that are similar but have different answers ("walk for 3 seconds" / "... 5 seconds") are
+   kept, but grouped, and a group never straddles train/val/test, so the held-out splits hold no near-duplicate of
+   a training instruction.
+
+Similarity is rapidfuzz's normalised Indel ratio over the normalised instruction (C++, all pairs in chunks).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from edgetune.task import TaskSpec
+
+SPLITS = ("train", "val", "test")
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One instruction/answer pair; ``source`` says where it came from (synth, teacher, import:<format>)."""
+
+    user: str
+    assistant: str
+    source: str = "synth"
+
+    def record(self, system: str) -> dict:
+        """The agreed chat-format line of a split file."""
+        return {"messages": [{"role": "system", "content": system}, {"role": "user", "content": self.user},
+                             {"role": "assistant", "content": self.assistant}]}
+
+
+@dataclass
+class Rejected:
+    example: Example
+    reason: str  #: short code, counted in the report
+    detail: str  #: the full explanation
+
+    def record(self) -> dict:
+        return {**asdict(self.example), "reason": self.reason, "detail": self.detail}
+
+
+@dataclass
+class GateResult:
+    """What the gate kept, dropped and grouped."""
+
+    kept: list[Example] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+    groups: list[list[int]] = field(default_factory=list)  #: indices into ``kept``; similar instructions together
+
+    def rejects_by_reason(self) -> dict[str, int]:
+        return dict(Counter(r.reason for r in self.rejected).most_common())
+
+
+def normalize_text(text: str) -> str:
+    """Case, punctuation and spacing folded away: what 'the same instruction' means."""
+    return " ".join(_NON_WORD.sub(" ", text.casefold()).split())
+
+
+def check_example(task: TaskSpec, example: Example) -> tuple[Example | None, Rejected | None]:
+    """Validate one example; return it with its answer normalised, or the reason it is rejected."""
+    user = " ".join(example.user.split())
+    if not user:
+        return None, Rejected(example, "empty_instruction", "the user message is empty")
+    if len(user) > 1000:
+        return None, Rejected(example, "instruction_too_long", f"{len(user)} characters; at most 1000")
+    verdict = task.contract.validate(example.assistant)
+    if not verdict.valid:
+        first = verdict.violations[0]
+        detail = "; ".join(str(v) for v in verdict.violations)
+        return None, Rejected(example, f"contract:{first.code}", detail)
+    answer = verdict.normalized if task.contract.kind == "call_list" else example.assistant.strip()
+    return Example(user, answer, example.source), None
+
+
+def similar_pairs(texts: Sequence[str], threshold: float, chunk: int = 512) -> Iterable[tuple[int, int]]:
+    """All pairs (i < j) whose normalised Indel similarity is >= ``threshold`` (0..1)."""
+    import numpy as np
+    from rapidfuzz import fuzz, process
+
+    cutoff = threshold * 100
+    for start in range(0, len(texts), chunk):
+        rows = texts[start:start + chunk]
+        scores = process.cdist(rows, texts[start:], scorer=fuzz.ratio, score_cutoff=cutoff, dtype=np.uint8,
+                               workers=1)
+        for i, j in zip(*np.nonzero(scores)):
+            a, b = start + int(i), start + int(j)
+            if a < b:
+                yield a, b
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def gate(task: TaskSpec, examples: Iterable[Example], similarity: float = 0.9) -> GateResult:
+    """Validate, deduplicate and group ``examples`` (earlier examples win over later duplicates)."""
+    result = GateResult()
+    seen: dict[str, int] = {}
+    valid: list[Example] = []
+    for example in examples:
+        checked, rejected = check_example(task, example)
+        if rejected is not None:
+            result.rejected.append(rejected)
+            continue
+        assert checked is not None
+        key = normalize_text(checked.user)
+        if key in seen:
+            result.exact_duplicates += 1
+            continue
+        seen[key] = len(valid)
+        valid.append(checked)
+    texts = [normalize_text(e.user) for e in valid]
+    duplicate = [False] * len(valid)
+    links = []
+    for a, b in similar_pairs(texts, similarity):
+        if valid[a].assistant == valid[b].assistant:
+            if not duplicate[a]:
+                duplicate[b] = True
+        else:
+            links.append((a, b))
+    result.near_duplicates = sum(duplicate)
+    index = {}
+    for i, example in enumerate(valid):
+        if not duplicate[i]:
+            index[i] = len(result.kept)
+            result.kept.append(example)
+    uf = _UnionFind(len(result.kept))
+    for a, b in links:
+        if a in index and b in index:
+            uf.union(index[a], index[b])
+    groups: dict[int, list[int]] = {}
+    for i in range(len(result.kept)):
+        groups.setdefault(uf.find(i), []).append(i)
+    result.groups = list(groups.values())
+    return result
+
+
+def split(result: GateResult, sizes: dict[str, int], seed: int) -> dict[str, list[Example]]:
+    """Assign whole groups to splits (largest groups first, each to the split most short of its target).
+
+    A group larger than what a split still needs is trimmed, never divided, so no similar pair crosses splits.
+    """
+    rng = random.Random(seed)
+    groups = [list(g) for g in result.groups]
+    rng.shuffle(groups)
+    groups.sort(key=len, reverse=True)
+    out: dict[str, list[Example]] = {name: [] for name in sizes}
+    for group in groups:
+        need = {name: sizes[name] - len(out[name]) for name in sizes}
+        open_splits = [name for name in sizes if need[name] > 0]
+        if not open_splits:
+            break
+        target = max(open_splits, key=lambda name: need[name] / max(sizes[name], 1))
+        rng.shuffle(group)
+        out[target].extend(result.kept[i] for i in group[:need[target]])
+    for examples in out.values():
+        rng.shuffle(examples)
+    return out
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> Path:
+    """Write JSONL atomically."""
+    from edgetune.rundir import atomic_write
+
+    return atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def read_split(path: str | Path) -> list[dict]:
+    """Read a split file back (one chat record per line)."""
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
