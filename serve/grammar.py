@@ -7,6 +7,11 @@ logits processor: it asks the grammar about the ``top_k`` highest-scoring tokens
 vocabulary when none of them is allowed. Greedy decoding is therefore identical to full masking (the best allowed
 token is the same); sampling draws from the allowed tokens among the top candidates, like llama.cpp.
 
+A constrained answer must also *end*: a small base model can loop (``["sport.Sit()", "sport.Sit()", ...``) until
+max_tokens cuts it into invalid JSON. Once only ``reserve`` tokens of the budget remain, the mask prefers closing
+tokens (quotes and brackets, and EOS once the grammar is complete) whenever the grammar allows one, so the answer
+closes validly inside the budget; ``forced_close`` reports that this happened.
+
 A grammar that does not compile is reported as :class:`GrammarError` (llama.cpp would otherwise return a null
 sampler that crashes the process when used).
 """
@@ -23,6 +28,7 @@ import llama_cpp
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 _TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+_CLOSERS = set("'\")]}")
 _ROOT_RULE = re.compile(r"^\s*root\s*::=", re.MULTILINE)
 
 
@@ -56,6 +62,16 @@ def _init_sampler(vocab: llama_cpp.llama_vocab_p, gbnf: str):
     return sampler
 
 
+def closing_tokens(vocab: llama_cpp.llama_vocab_p, detokenize) -> np.ndarray:
+    """Ids of tokens that only close things (quotes, brackets) plus the end-of-generation tokens."""
+    ids = []
+    for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+        text = detokenize([token]).decode("utf-8", errors="replace").strip()
+        if (text and set(text) <= _CLOSERS) or llama_cpp.llama_vocab_is_eog(vocab, token):
+            ids.append(token)
+    return np.asarray(ids, dtype=np.intc)
+
+
 def check_gbnf(vocab: llama_cpp.llama_vocab_p, gbnf: str) -> None:
     """Raise GrammarError unless llama.cpp compiles ``gbnf``."""
     llama_cpp.llama_sampler_free(_init_sampler(vocab, gbnf))
@@ -69,12 +85,24 @@ class GrammarMask:
     ``candidates=0`` checks the whole vocabulary every step (exact for any sampling settings).
     """
 
-    def __init__(self, vocab: llama_cpp.llama_vocab_p, gbnf: str, candidates: int = 64):
+    def __init__(
+        self,
+        vocab: llama_cpp.llama_vocab_p,
+        gbnf: str,
+        candidates: int = 64,
+        max_tokens: int = 0,
+        reserve: int = 0,
+        closing: np.ndarray | None = None,
+    ):
         self._sampler = _init_sampler(vocab, gbnf)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self._candidates = candidates if 0 < candidates < self._n_vocab else 0
+        self._close_after = max_tokens - reserve if max_tokens and closing is not None and len(closing) else None
+        self._closing = closing
+        self._first: int | None = None
         self._seen: int | None = None
         self.full_scans = 0  #: steps where no likely token was allowed and the whole vocabulary was checked
+        self.forced_close = False  #: closing tokens were preferred because the budget ran low
 
     def _allowed(self, ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Mask of ``ids`` the grammar allows in its current state."""
@@ -95,9 +123,17 @@ class GrammarMask:
         if self._seen is not None:
             for token in input_ids[self._seen : n]:
                 llama_cpp.llama_sampler_accept(self._sampler, int(token))
+        if self._first is None:
+            self._first = n
         self._seen = n
         ids = None
-        if self._candidates:
+        if self._close_after is not None and n - self._first >= self._close_after:
+            assert self._closing is not None
+            ok = self._allowed(self._closing, scores)
+            if ok.any():
+                ids = self._closing[ok]
+                self.forced_close = True
+        if ids is None and self._candidates:
             top = np.argpartition(-scores, self._candidates)[: self._candidates].astype(np.intc)
             ok = self._allowed(top, scores)
             ids = top[ok] if ok.any() else None
