@@ -97,8 +97,9 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.
     raise TimeoutError(f"{url} did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-def start_edge(tmp: Path, *flags: str, env: dict[str, str] | None = None, metrics: bool = True) -> Proc:
-    """``python -m serve`` on a free loopback port, waited on until its health is SERVING."""
+def start_edge(tmp: Path, *flags: str, env: dict[str, str] | None = None, metrics: bool = True,
+               **client_kwargs) -> Proc:
+    """``python -m serve`` on a free loopback port, waited on (with a Client(**client_kwargs)) until SERVING."""
     from serve.client import Client
 
     port = free_port()
@@ -109,7 +110,7 @@ def start_edge(tmp: Path, *flags: str, env: dict[str, str] | None = None, metric
         argv += ["--metrics-port", str(metrics_port)]
     popen = start(argv, log, {"EDGETUNE_RUNS": str(tmp / "runs"), **(env or {})})
     proc = Proc(popen, port, log, metrics_port)
-    with Client(proc.target, timeout=2.0) as client:
+    with Client(proc.target, timeout=2.0, **client_kwargs) as client:
         end = time.monotonic() + 120
         while True:
             if popen.poll() is not None:
