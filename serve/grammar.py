@@ -155,3 +155,56 @@ class GrammarMask:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m serve.grammar``: CPU time per token of this mask vs llama.cpp's whole-vocabulary grammar, side by
+    side on the same prompts (greedy, so both must produce the same text)."""
+    import argparse
+    import time
+
+    from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList
+
+    from edgetune.embedded import embedded_gguf
+    from edgetune.task import load_task
+
+    parser = argparse.ArgumentParser(prog="python -m serve.grammar", description=main.__doc__)
+    parser.add_argument("--model", default="", help="GGUF (default: the embedded model)")
+    parser.add_argument("--task", default="robot_sdk")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    args = parser.parse_args(argv)
+    task = load_task(args.task)
+    gbnf = task.contract.grammar()
+    if gbnf is None:
+        parser.error(f"task {task.name} has no grammar")
+    llm = Llama(args.model or str(embedded_gguf(fetch=False)), n_ctx=1024, n_threads=1, verbose=False)
+    commands = [example["user"] for example in task.examples] or [task.prompt]
+    totals = {"llama.cpp grammar": [0.0, 0], "GrammarMask": [0.0, 0]}
+    for command in commands:
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in task.messages(command))
+        tokens = llm.tokenize((text + "<|im_start|>assistant\n").encode(), add_bos=False, special=True)
+        llm.create_completion(tokens, max_tokens=1)  # prompt into the cache: time decoding only
+        outputs = []
+        for name in totals:
+            mask = GrammarMask(llm._model.vocab, gbnf) if name == "GrammarMask" else None
+            started = time.process_time()
+            out = llm.create_completion(
+                tokens, max_tokens=args.max_tokens, temperature=0,
+                grammar=None if mask else LlamaGrammar.from_string(gbnf),
+                logits_processor=LogitsProcessorList([mask]) if mask else None,
+            )
+            totals[name][0] += time.process_time() - started
+            totals[name][1] += out["usage"]["completion_tokens"]
+            outputs.append(out["choices"][0]["text"])
+            if mask:
+                mask.close()
+        print(f"{command[:50]!r}: same text: {outputs[0] == outputs[1]}")
+    per_token = {name: 1000 * cpu / max(1, n) for name, (cpu, n) in totals.items()}
+    for name, ms in per_token.items():
+        print(f"{name:18s} {ms:6.1f} ms CPU/token over {totals[name][1]} tokens")
+    print(f"speed-up: {per_token['llama.cpp grammar'] / per_token['GrammarMask']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
