@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from serve.grammar import GrammarError, GrammarMask, check_gbnf, closing_tokens
+from edgetune.contract import ContractSpec
+from serve.grammar import GrammarError, GrammarMask, check_gbnf, closing_tokens, longest_items
 
 log = logging.getLogger("serve.backends")
 
@@ -174,13 +175,15 @@ class LocalBackend:
     """llama-cpp-python on one GGUF: ``contexts`` Llama instances over the same memory-mapped model file."""
 
     def __init__(self, model_path: Path, *, contexts: int, queue: int, n_ctx: int, n_batch: int = 512,
-                 threads: int = 0, n_gpu_layers: int = 0, grammar_candidates: int = 64, close_reserve: int = 20):
+                 threads: int = 0, n_gpu_layers: int = 0, grammar_candidates: int = 64, close_reserve: int = 0,
+                 contract: ContractSpec | None = None):
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self._settings = dict(contexts=contexts, queue=queue, n_batch=n_batch, threads=_threads(threads, contexts),
                               n_gpu_layers=n_gpu_layers)
         self.grammar_candidates = grammar_candidates
         self.close_reserve = close_reserve
+        self._contract = contract
         self.pool: ContextPool | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(contexts, thread_name_prefix="llama-ctx")
 
@@ -222,6 +225,9 @@ class LocalBackend:
             bos_token=first._model.token_get_text(first.token_bos()) if first.token_bos() != -1 else "",
         )
         self._closing = closing_tokens(self.vocab, first.detokenize)
+        if self.close_reserve <= 0:  # auto: room for one more whole call plus the closing brackets
+            items = longest_items(self._contract) if self._contract and self._contract.kind == "call_list" else []
+            self.close_reserve = max([16, *(len(self.tokenize_text(item)) + 4 for item in items)])
         self.pool = ContextPool(contexts, s["queue"])
         log.info("loaded %s: %d contexts x %d threads, n_ctx %d", self.model_path, s["contexts"], s["threads"],
                  self.n_ctx)
@@ -231,6 +237,9 @@ class LocalBackend:
         """The model's prompt tokens for a chat (its own chat template, generation prompt added)."""
         prompt = self._formatter(messages=messages).prompt
         return self._tokenizer.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def tokenize_text(self, text: str) -> list[int]:
+        return self._tokenizer.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
     def check_grammar(self, gbnf: str) -> None:
         check_gbnf(self.vocab, gbnf)

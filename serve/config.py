@@ -25,7 +25,7 @@ class ServeConfig:
     n_batch: int = 512  #: prompt tokens evaluated per llama.cpp batch (also the cancel granularity of prompts)
     few_shot: Literal["auto", "on", "off"] = "auto"  #: task examples as chat turns; auto: only without a bundle
     grammar_candidates: int = 64  #: tokens the grammar checks first per step (0: whole vocabulary every step)
-    close_reserve: int = 20  #: constrained answers prefer closing tokens once this few max_tokens remain
+    close_reserve: int = 0  #: constrained answers prefer closing tokens once this few tokens remain (0: auto)
     backend: BackendName = ""  #: routing for requests that do not choose ("": auto with a remote backend, else local)
     local_timeout_ms: int = 5000  #: auto: local may take this long before remote answers instead
     remote_model: str = ""  #: remote model id (default: runs/RUN/openai_ft.json's model)

@@ -27,6 +27,8 @@ import numpy as np
 import llama_cpp
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+from edgetune.contract import ContractSpec, format_value
+
 _TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
 _CLOSERS = set("'\")]}")
 _ROOT_RULE = re.compile(r"^\s*root\s*::=", re.MULTILINE)
@@ -70,6 +72,24 @@ def closing_tokens(vocab: llama_cpp.llama_vocab_p, detokenize) -> np.ndarray:
         if (text and set(text) <= _CLOSERS) or llama_cpp.llama_vocab_is_eog(vocab, token):
             ids.append(token)
     return np.asarray(ids, dtype=np.intc)
+
+
+def longest_items(contract: ContractSpec) -> list[str]:
+    """Per allowlisted call, its longest list item once closing is preferred (a free-text argument then closes
+    after one character); the most tokens among them sizes the close reserve."""
+    items = []
+    for callee, spec in contract.api.items():
+        args = []
+        for name, arg in spec.args.items():
+            if arg.type == "enum":
+                values = [format_value(v) for v in arg.values]
+            elif arg.type in ("int", "float"):
+                values = [format_value(v) for v in arg.grid()]
+            else:
+                values = ["False" if arg.type == "bool" else "'x'"]
+            args.append(f"{name}={max(values, key=len)}")
+        items.append(f'"{callee}({", ".join(args)})", ')
+    return items
 
 
 def check_gbnf(vocab: llama_cpp.llama_vocab_p, gbnf: str) -> None:

@@ -63,7 +63,7 @@ class Engine:
         self.local = LocalBackend(served.model_path, contexts=config.contexts, queue=config.queue,
                                   n_ctx=config.n_ctx, n_batch=config.n_batch, threads=config.threads,
                                   n_gpu_layers=config.n_gpu_layers, grammar_candidates=config.grammar_candidates,
-                                  close_reserve=config.close_reserve)
+                                  close_reserve=config.close_reserve, contract=served.contract)
         self.remote: RemoteBackend | None = None
         self.remote_problem = "no remote model: pass --remote-model (and --remote-base-url) or run `make openai-ft`"
         if served.remote_model:
@@ -353,7 +353,7 @@ class EdgeServer:
         s = self.served
         log.info("serving", extra={"fields": {
             "model": str(s.model_path), "source": s.source, "task": s.task.name, "contexts": self.config.contexts,
-            "queue": self.config.queue, "default_backend": self.engine.default_backend,
+            "queue": self.config.queue, "close_reserve": self.engine.local.close_reserve, "default_backend": self.engine.default_backend,
             "remote_model": self.engine.remote.model if self.engine.remote else None,
             "load_s": round(time.monotonic() - started, 2)}})
 

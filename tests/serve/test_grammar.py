@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serve.grammar import GrammarError, GrammarMask, check_gbnf, closing_tokens, gbnf_from_json_schema
+from serve.grammar import (GrammarError, GrammarMask, check_gbnf, closing_tokens, gbnf_from_json_schema,
+                           longest_items)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +39,11 @@ def test_budget_close_keeps_a_looping_answer_valid(llm, robot_task):
     vocab = llm._model.vocab
     closing = closing_tokens(vocab, llm.detokenize)
     assert len(closing) > 10
+    longest = max(len(llm.tokenize(item.encode(), add_bos=False)) for item in longest_items(robot_task.contract))
+    assert longest >= 20  # "sport.Move(vx=-1.0, vy=-0.5, vyaw=-1.5)", ...
     tokens = _prompt(llm, robot_task, "walk forward, then walk forward again, and again, and again")
-    with GrammarMask(vocab, robot_task.contract.grammar(), max_tokens=30, reserve=20, closing=closing) as mask:
-        out = llm.create_completion(tokens, max_tokens=30, temperature=0, logits_processor=LogitsProcessorList([mask]))
+    with GrammarMask(vocab, robot_task.contract.grammar(), max_tokens=64, reserve=longest + 4, closing=closing) as mask:
+        out = llm.create_completion(tokens, max_tokens=64, temperature=0, logits_processor=LogitsProcessorList([mask]))
     text = out["choices"][0]["text"]
     assert out["choices"][0]["finish_reason"] == "stop" and mask.forced_close
     assert robot_task.contract.validate(text).valid, text

@@ -98,7 +98,7 @@ def test_constrained_answers_are_all_contract_valid(edge):
 
             async def one(command):
                 async with gate:
-                    return await stub.Generate(build_request(command, max_tokens=32), metadata=AUTH, timeout=120)
+                    return await stub.Generate(build_request(command, max_tokens=48), metadata=AUTH, timeout=120)
 
             return await asyncio.gather(*(one(c) for c in commands))
 
