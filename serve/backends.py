@@ -164,7 +164,7 @@ class ContextPool:
             if not waiter.done():
                 waiter.set_result(context)
                 return
-        self._free.append(context)
+        self._free.appendleft(context)  # LIFO: the most recently used context has the warmest prompt cache
 
 
 def _threads(requested: int, contexts: int) -> int:
