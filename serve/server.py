@@ -186,9 +186,9 @@ class InferenceService(pb_grpc.InferenceServicer):
     # ------------------------------------------------------------------------------------------------ RPCs
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
         received = time.monotonic()
-        async with self._rpc("Generate", request, context) as facts:
-            return await self._generate(request, context, received, facts, lambda text, backend, restart: None)
-        raise AssertionError("unreachable")  # _rpc re-raises or aborts
+        async with self._rpc("Generate", request, context) as facts:  # errors leave as status codes
+            response = await self._generate(request, context, received, facts, lambda text, backend, restart: None)
+        return response
 
     async def GenerateStream(self, request: pb.GenerateRequest,
                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.GenerateStreamResponse]:

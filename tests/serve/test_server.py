@@ -282,5 +282,6 @@ def test_soak_500_requests_bounded_rss_growth(edge):
     before = edge.rss_bytes()
     responses = asyncio.run(batch(500))
     growth = edge.rss_bytes() - before
+    print(f"server RSS {before / 2**20:.1f} MiB -> +{growth / 2**20:.1f} MiB over 500 requests")
     assert len(responses) == 500 and all(r.completion.usage.completion_tokens >= 1 for r in responses)
     assert growth < bound, f"RSS grew by {growth / 2**20:.1f} MiB over 500 requests"
