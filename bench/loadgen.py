@@ -29,11 +29,11 @@ class Target(Protocol):
 
     name: str
 
-    def stream(self, prompt: str) -> Iterator[Delta]: ...
+    def stream(self, prompt: str, max_tokens: int | None = None) -> Iterator[Delta]: ...
 
 
 def measure(target: Target, prompt: str, prompt_index: int, concurrency: int, level_start: float,
-            deadline_s: float) -> Sample:
+            deadline_s: float, max_tokens: int | None = None) -> Sample:
     """Send one request and time it; a failed request becomes a Sample with its error as the status."""
     start = time.perf_counter()
     stamps: list[float] = []
@@ -41,7 +41,7 @@ def measure(target: Target, prompt: str, prompt_index: int, concurrency: int, le
     tokens = 0
     status = "ok"
     try:
-        for delta in target.stream(prompt):
+        for delta in target.stream(prompt, max_tokens):
             now = time.perf_counter()
             if delta.text:
                 stamps.append(now)
@@ -80,7 +80,7 @@ def arrival_offsets(n: int, rate: float, rng: random.Random) -> list[float]:
 
 
 def run_level(target: Target, prompts: Sequence[tuple[int, str]], concurrency: int, *, rate: float = 0.0,
-              seed: int = 0, deadline_s: float = 120.0,
+              seed: int = 0, deadline_s: float = 120.0, max_tokens: int | None = None,
               on_done: Callable[[Sample], None] | None = None) -> list[Sample]:
     """Send every (index, prompt) in ``prompts`` with at most ``concurrency`` in flight; samples in send order."""
     offsets = arrival_offsets(len(prompts), rate, random.Random(seed))
@@ -100,7 +100,7 @@ def run_level(target: Target, prompts: Sequence[tuple[int, str]], concurrency: i
             if delay > 0:
                 time.sleep(delay)
             index, prompt = prompts[i]
-            results[i] = sample = measure(target, prompt, index, concurrency, level_start, deadline_s)
+            results[i] = sample = measure(target, prompt, index, concurrency, level_start, deadline_s, max_tokens)
             if on_done:
                 on_done(sample)
 

@@ -97,13 +97,14 @@ def markdown(result: dict[str, Any]) -> str:
         "## Latency and throughput (client-side, ms)",
         "",
     ]
-    header = ["target", "conc", "ok/req", "TTFT p50", "TTFT p95", "TTFT p99", "ITL p50", "ITL p95",
+    header = ["target", "conc", "ok/req", "tokens/req", "TTFT p50", "TTFT p95", "TTFT p99", "ITL p50", "ITL p95",
               "E2E p50", "E2E p90", "E2E p95", "E2E p99", "tok/s total", "tok/s per req p50"]
     rows = []
     for name, entry in result["targets"].items():
         for lv in entry.get("levels", []):
             rows.append([
                 TARGET_LABELS.get(name, name), str(lv["concurrency"]), f"{lv['ok']}/{lv['requests']}",
+                _fmt(_stat(lv, "tokens_per_request", "mean")),
                 *[_fmt(_stat(lv, "ttft_ms", p)) for p in ("p50", "p95", "p99")],
                 *[_fmt(_stat(lv, "itl_ms", p), digits=2) for p in ("p50", "p95")],
                 *[_fmt(_stat(lv, "e2e_ms", p)) for p in ("p50", "p90", "p95", "p99")],

@@ -25,6 +25,7 @@ from edgetune.config import ConfigError, load, to_dict
 from edgetune.rundir import RunDir, atomic_write_json
 
 SCHEMA = "edgetune.bench/1"
+WARMUP_MAX_TOKENS = 8
 
 
 def _request_plan(n_prompts: int, levels: Sequence[int], requests: int, warmup: int,
@@ -103,7 +104,7 @@ def _openers(config: BenchConfig, workload, run_dir: RunDir, n_threads: int) -> 
     openers: dict[str, Callable[[], ContextManager]] = {}
     if "inprocess" in config.baselines:
         openers["inprocess"] = lambda: t.InProcessTarget(workload, config.n_ctx, n_threads)
-    openers["edgetune"] = lambda: t.edgetune_target(config, workload, log_dir, n_threads)
+    openers["edgetune"] = lambda: t.edgetune_target(config, workload, run_dir, n_threads)
     if "llama_cpp_server" in config.baselines:
         openers["llama_cpp_server"] = lambda: t.llama_cpp_server(
             workload, n_ctx=config.n_ctx, n_threads=n_threads, log_dir=log_dir,
@@ -178,8 +179,11 @@ def _bench_target(target: Target, workload, config: BenchConfig, levels: Sequenc
     """Warm one target up, then sweep its concurrency levels; append its samples; return its summary entry."""
     target_levels = [c for c in levels if c <= (getattr(target, "max_concurrency", None) or c)]
     bar.set_postfix_str(f"{target.name}: warm-up")
-    for index in warm:
-        run_level(target, [(index, workload.prompts[index])], 1, deadline_s=config.request_timeout_s)
+    if warm:
+        # Short answers at the top level: every llama.cpp context of a pool gets its pages and prompt prefix warm.
+        top = target_levels[-1]
+        requests = [(i, workload.prompts[i]) for i in (warm * top)[:max(len(warm), top)]]
+        run_level(target, requests, top, deadline_s=config.request_timeout_s, max_tokens=WARMUP_MAX_TOKENS)
     summaries, mine = [], []
     for c in target_levels:
         bar.set_postfix_str(f"{target.name}: concurrency {c}")
@@ -191,8 +195,13 @@ def _bench_target(target: Target, workload, config: BenchConfig, levels: Sequenc
     samples.extend(mine)
     entry = {"status": "ok", "endpoint": getattr(target, "endpoint", ""), "levels": summaries,
              "quality": _quality(workload, [s for s in mine if s.concurrency == target_levels[0]])}
+    if getattr(target, "info", None):
+        entry["server_info"] = target.info
+    notes = [getattr(target, "note", "")]
     if len(target_levels) < len(levels):
-        entry["note"] = f"one request at a time (a single llama.cpp context); measured at concurrency {target_levels}"
+        notes.append(f"one request at a time (a single llama.cpp context); measured at concurrency {target_levels}")
+    if any(notes):
+        entry["note"] = "; ".join(n for n in notes if n)
     return entry
 
 

@@ -81,6 +81,7 @@ def summarize_level(samples: Sequence[Sample], concurrency: int) -> dict[str, An
         "output_tokens": total_tokens,
         "aggregate_tokens_per_s": total_tokens / wall_s if wall_s > 0 else None,
         "requests_per_s": len(ok) / wall_s if wall_s > 0 else None,
+        "tokens_per_request": distribution([s.tokens for s in ok]),
         "ttft_ms": distribution([s.ttft_ms for s in ok]),
         "itl_ms": distribution([gap for s in ok for gap in s.itl_ms]),
         "e2e_ms": distribution([s.e2e_ms for s in ok]),

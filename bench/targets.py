@@ -1,17 +1,21 @@
 """The engines a bench drives, all with the same GGUF and settings: the edgetune gRPC server, llama-cpp-python
 in process, llama-cpp-python's OpenAI-compatible HTTP server, and the remote OpenAI fine-tuned model.
 
-Each target is a context manager (it starts and stops what it needs) with ``stream(prompt) -> Iterator[Delta]``.
+Each target is a context manager (it starts and stops what it needs) with ``stream(prompt, max_tokens=None)``
+yielding :class:`~bench.loadgen.Delta`s (``max_tokens`` None: the workload's).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,14 +45,17 @@ def default_threads() -> int:
 class ServerProcess:
     """A server subprocess with its log in a file; ``ready()`` is polled until it says yes or time runs out."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, ready: Callable[[], bool], timeout_s: float):
+    def __init__(self, name: str, argv: list[str], log_path: Path, ready: Callable[[], bool], timeout_s: float,
+                 env: dict[str, str] | None = None):
         self.name, self.argv, self.log_path, self.ready, self.timeout_s = name, argv, log_path, ready, timeout_s
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "ServerProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=self.env)
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -78,39 +85,57 @@ class ServerProcess:
 
 # ---------------------------------------------------------------------------------------------- in-process
 class InProcessTarget(contextlib.AbstractContextManager):
-    """llama-cpp-python in this process: the floor any server adds overhead to. One request at a time."""
+    """The server's own llama-cpp-python engine (serve.backends.LocalBackend) called in this process: the same
+    prompt tokens, grammar mask and sampling as the server, minus gRPC and request handling, so the ratio of the
+    two is the server's overhead. One request at a time (one llama.cpp context)."""
 
     name = "inprocess"
     max_concurrency = 1
 
     def __init__(self, workload: Workload, n_ctx: int, n_threads: int):
         self.workload, self.n_ctx, self.n_threads = workload, n_ctx, n_threads
-        self.llm: Any = None
-        self.endpoint = "in process"
+        self.endpoint = "in process (serve.backends.LocalBackend)"
+        self.backend: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def __enter__(self) -> "InProcessTarget":
-        import llama_cpp
+        from serve.backends import LocalBackend
+        from serve.config import ServeConfig
 
-        self.llm = llama_cpp.Llama(str(self.workload.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                   verbose=False)
-        self._grammar = (llama_cpp.LlamaGrammar.from_string(self.workload.grammar, verbose=False)
-                         if self.workload.grammar else None)
+        defaults = ServeConfig()
+        self.backend = LocalBackend(self.workload.model_path, contexts=1, queue=0, n_ctx=self.n_ctx,
+                                    n_batch=defaults.n_batch, threads=self.n_threads,
+                                    grammar_candidates=defaults.grammar_candidates,
+                                    close_reserve=defaults.close_reserve)
+        self.backend.load()
+        # The backend is asyncio-native (as in the server): it runs on a private event loop thread.
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="bench-inprocess-loop", daemon=True).start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.llm is not None:
-            self.llm.close()
-            self.llm = None
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.loop = None
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
 
-    def stream(self, prompt: str) -> Iterator[Delta]:
-        s = self.workload.sampling
-        chunks = self.llm.create_chat_completion(
-            self.workload.messages(prompt), stream=True, grammar=self._grammar, temperature=s.temperature,
-            top_p=s.top_p, top_k=s.top_k, max_tokens=s.max_tokens, repeat_penalty=s.repeat_penalty,
-            stop=s.stop or None,
-        )
-        for chunk in chunks:
-            yield Delta(chunk["choices"][0]["delta"].get("content") or "")
+    def stream(self, prompt: str, max_tokens: int | None = None) -> Iterator[Delta]:
+        from serve.backends import Job
+
+        s, messages = self.workload.sampling, self.workload.messages(prompt)
+        job = Job(request_id="bench", messages=messages, max_tokens=max_tokens or s.max_tokens, temperature=s.temperature,
+                  top_p=s.top_p, top_k=s.top_k, repeat_penalty=s.repeat_penalty, stop=list(s.stop),
+                  grammar=self.workload.grammar, prompt_tokens=self.backend.tokenize_chat(messages))
+        pieces: queue.Queue[str | None] = queue.Queue()
+        done = asyncio.run_coroutine_threadsafe(self.backend.generate(job, pieces.put), self.loop)
+        done.add_done_callback(lambda _: pieces.put(None))
+        while (text := pieces.get()) is not None:
+            yield Delta(text)
+        result = done.result()
+        if result.finish == "error":
+            raise RuntimeError(result.error)
 
 
 # --------------------------------------------------------------------------------- OpenAI-compatible HTTP
@@ -122,6 +147,7 @@ class OpenAITarget(contextlib.AbstractContextManager):
         import openai
 
         self.name, self.workload, self.model, self.endpoint = name, workload, model, base_url
+        self.note = ""
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
         s = workload.sampling
         # llama.cpp's server takes the sampling knobs OpenAI's API lacks (and the grammar) in the request body.
@@ -132,11 +158,11 @@ class OpenAITarget(contextlib.AbstractContextManager):
     def __exit__(self, *exc_info: object) -> None:
         self.client.close()
 
-    def stream(self, prompt: str) -> Iterator[Delta]:
+    def stream(self, prompt: str, max_tokens: int | None = None) -> Iterator[Delta]:
         s = self.workload.sampling
         chunks = self.client.chat.completions.create(
             model=self.model, messages=self.workload.messages(prompt), stream=True, temperature=s.temperature,
-            top_p=s.top_p, max_tokens=s.max_tokens, stop=s.stop or None, extra_body=self.extra_body,
+            top_p=s.top_p, max_tokens=max_tokens or s.max_tokens, stop=s.stop or None, extra_body=self.extra_body,
         )
         with contextlib.closing(chunks):
             for chunk in chunks:
@@ -166,6 +192,9 @@ def llama_cpp_server(workload: Workload, *, n_ctx: int, n_threads: int, log_dir:
                        lambda: _http_ok(f"{base}/models"), startup_timeout_s):
         with OpenAITarget("llama_cpp_server", workload, base, "bench", "none", request_timeout_s,
                           llama_extras=True) as target:
+            if workload.grammar:
+                target.note = ("decodes with llama.cpp's own grammar sampler (whole vocabulary each step); "
+                               "`--set grammar=false` compares the engines unconstrained")
             yield target
 
 
@@ -185,12 +214,75 @@ def remote_target(run_root: Path, workload: Workload, request_timeout_s: float) 
 
 
 # ------------------------------------------------------------------------------------------ edgetune gRPC
+class GrpcTarget:
+    """The edgetune server through serve.client over one shared channel; the local backend, the same chat
+    messages and sampling as every other engine (messages, not a bare command: no server-side few-shot turns)."""
+
+    name = "edgetune"
+
+    def __init__(self, client: Any, workload: Workload, endpoint: str, timeout_s: float):
+        self.client, self.workload, self.endpoint, self.timeout_s = client, workload, endpoint, timeout_s
+        self.info: dict[str, Any] = {}
+
+    def stream(self, prompt: str, max_tokens: int | None = None) -> Iterator[Delta]:
+        s = self.workload.sampling
+        stream = self.client.stream(
+            messages=self.workload.messages(prompt), backend="local",
+            constraint="contract" if self.workload.grammar else "none", max_tokens=max_tokens or s.max_tokens,
+            temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, repeat_penalty=s.repeat_penalty, stop=s.stop,
+            timeout=self.timeout_s,
+        )
+        for chunk in stream:
+            yield Delta(chunk.text)
+        if stream.answer is None:
+            raise RuntimeError("the stream ended without its final message")
+        if stream.answer.finish_reason == "error":
+            raise RuntimeError(stream.answer.error)
+
+
+def _model_info(client: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(client.model_info(), preserving_proto_field_name=True)
+
+
 @contextlib.contextmanager
-def edgetune_target(config, workload: Workload, log_dir: Path, n_threads: int) -> Iterator[Any]:
-    """The edgetune gRPC server: ``config.target`` when given, else ``python -m serve`` started on a free port."""
-    try:
-        import serve.client  # noqa: F401
-    except ImportError as exc:
-        raise TargetUnavailable(f"the serve package has no client yet ({exc})") from exc
-    raise TargetUnavailable("not wired yet")
-    yield
+def edgetune_target(config: Any, workload: Workload, run_dir: Any, n_threads: int) -> Iterator[GrpcTarget]:
+    """The edgetune gRPC server: ``config.target`` when given, else ``python -m serve`` started on a free port
+    with the same GGUF, context size and threads as the baselines and one llama.cpp context per worker."""
+    import grpc
+
+    from serve.client import Client
+
+    if config.target:
+        with Client(config.target, token=config.token or None, timeout=config.request_timeout_s) as client:
+            try:
+                client.wait_ready(config.startup_timeout_s)
+            except TimeoutError as exc:
+                raise TargetUnavailable(f"{config.target}: {exc}") from exc
+            target = GrpcTarget(client, workload, config.target, config.request_timeout_s)
+            target.info = _model_info(client)
+            yield target
+        return
+
+    port = free_port()
+    argv = [sys.executable, "-m", "serve", "--run", config.run, "--host", "127.0.0.1", "--port", str(port),
+            "--model", str(workload.model_path), "--contexts", str(max(config.levels())),
+            "--threads", str(n_threads), "--n-ctx", str(config.n_ctx), "--backend", "local", "--log-level", "warning"]
+    if workload.model_source == "embedded":
+        argv += ["--task", workload.task.name]
+    endpoint = f"127.0.0.1:{port}"
+    with Client(endpoint, timeout=config.request_timeout_s) as client:
+
+        def serving() -> bool:
+            try:
+                return client.health() == "SERVING"
+            except grpc.RpcError:
+                return False
+
+        env = {**os.environ, "EDGETUNE_RUNS": str(run_dir.root.parent)}
+        with ServerProcess("edgetune server", argv, run_dir.bench / "logs" / "edgetune_server.log", serving,
+                           config.startup_timeout_s, env=env):
+            target = GrpcTarget(client, workload, endpoint, config.request_timeout_s)
+            target.info = _model_info(client)
+            yield target

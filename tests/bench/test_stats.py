@@ -66,14 +66,14 @@ class _Echo:
         self.in_flight = self.peak = 0
         self.lock = threading.Lock()
 
-    def stream(self, prompt):
+    def stream(self, prompt, max_tokens=None):
         with self.lock:
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
         try:
             if prompt == self.fail_on:
                 raise ConnectionError("refused")
-            for word in prompt.split():
+            for word in prompt.split()[:max_tokens]:
                 time.sleep(self.delay_s)
                 yield Delta(word + " ")
         finally:
