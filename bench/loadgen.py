@@ -18,10 +18,12 @@ from bench.stats import Sample
 
 
 class Delta(NamedTuple):
-    """One streamed piece of an answer; ``tokens`` is how many tokens it carries when the engine says so."""
+    """One streamed piece of an answer; ``tokens`` is how many tokens it carries when the engine says so.
+    An engine that measures itself ends with a textless Delta whose ``engine`` holds its own timings (ms)."""
 
     text: str
     tokens: int = 1
+    engine: dict[str, float] | None = None
 
 
 class Target(Protocol):
@@ -40,9 +42,11 @@ def measure(target: Target, prompt: str, prompt_index: int, concurrency: int, le
     parts: list[str] = []
     tokens = 0
     status = "ok"
+    engine = None
     try:
         for delta in target.stream(prompt, max_tokens):
             now = time.perf_counter()
+            engine = delta.engine or engine
             if delta.text:
                 stamps.append(now)
                 parts.append(delta.text)
@@ -65,6 +69,7 @@ def measure(target: Target, prompt: str, prompt_index: int, concurrency: int, le
         itl_ms=[(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])],
         status=status if status != "ok" or stamps else "empty: the answer had no text",
         text="".join(parts),
+        engine=engine,
     )
 
 

@@ -61,6 +61,8 @@ def headline_rows(result: dict[str, Any]) -> list[list[str]]:
     rows = [
         ["server / in-process tokens/s (c=1)", _fmt(s["server_over_inprocess_tokens_per_s"], digits=3), ">= 0.97"],
         ["added TTFT, p50 (c=1)", _fmt(s["added_ttft_ms"], " ms", 2), "<= 5 ms"],
+        ["  of which in the engine / on the wire", f"{_fmt(s['added_ttft_split_ms']['engine'], ' ms', 2)} / "
+                                                  f"{_fmt(s['added_ttft_split_ms']['wire'], ' ms', 2)}", ""],
     ]
     for c, r in s["over_llama_cpp_server"].items():
         rows.append([f"edgetune / llama_cpp.server tokens/s (c={c})", _fmt(r["tokens_per_s"], digits=3), "> 1"])

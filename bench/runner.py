@@ -62,6 +62,10 @@ def _get(level: dict[str, Any] | None, metric: str, stat: str | None = None) -> 
     return value.get(stat) if stat and value else value
 
 
+def _minus(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
+
+
 def summarize(targets: dict[str, Any], levels: Sequence[int], model_bytes: int, gb_per_s: float) -> dict[str, Any]:
     """The headline numbers: server overhead vs in-process, vs llama_cpp.server per level, roofline."""
     from bench.machine import roofline_pct
@@ -81,7 +85,11 @@ def summarize(targets: dict[str, Any], levels: Sequence[int], model_bytes: int, 
     return {
         "server_over_inprocess_tokens_per_s": ratio(_get(edge1, "aggregate_tokens_per_s"),
                                                     _get(inproc1, "aggregate_tokens_per_s")),
-        "added_ttft_ms": ttft_edge - ttft_inproc if ttft_edge is not None and ttft_inproc is not None else None,
+        "added_ttft_ms": _minus(ttft_edge, ttft_inproc),
+        "added_ttft_split_ms": {
+            "engine": _minus(_get(edge1, "engine_ttft_ms", "p50"), _get(inproc1, "engine_ttft_ms", "p50")),
+            "wire": _minus(_get(edge1, "wire_ttft_ms", "p50"), _get(inproc1, "wire_ttft_ms", "p50")),
+        },
         "over_llama_cpp_server": over_server,
         "roofline_pct": roofline_pct(_get(edge1, "decode_tokens_per_s", "mean"), model_bytes, gb_per_s),
         "roofline_pct_inprocess": roofline_pct(_get(inproc1, "decode_tokens_per_s", "mean"), model_bytes, gb_per_s),
@@ -89,6 +97,8 @@ def summarize(targets: dict[str, Any], levels: Sequence[int], model_bytes: int, 
         "notes": {
             "server_over_inprocess_tokens_per_s": "aggregate output tokens/s at concurrency 1; goal >= 0.97",
             "added_ttft_ms": "p50 TTFT of the edgetune server minus in-process llama-cpp-python; goal <= 5",
+            "added_ttft_split_ms": "engine: the server's own TTFT clock vs the same engine in process; wire: "
+                                   "client TTFT minus the engine's (gRPC, serialisation, scheduling)",
             "over_llama_cpp_server": "edgetune / llama_cpp.server per concurrency; tokens/s > 1 and latency < 1 "
                                      "favour edgetune",
             "roofline_pct": "edgetune batch-1 mean decode tokens/s x model bytes / measured read bandwidth",
@@ -180,10 +190,11 @@ def _bench_target(target: Target, workload, config: BenchConfig, levels: Sequenc
     target_levels = [c for c in levels if c <= (getattr(target, "max_concurrency", None) or c)]
     bar.set_postfix_str(f"{target.name}: warm-up")
     if warm:
-        # Short answers at the top level: every llama.cpp context of a pool gets its pages and prompt prefix warm.
-        top = target_levels[-1]
-        requests = [(i, workload.prompts[i]) for i in (warm * top)[:max(len(warm), top)]]
-        run_level(target, requests, top, deadline_s=config.request_timeout_s, max_tokens=WARMUP_MAX_TOKENS)
+        # Short answers, as many at once as the target has llama.cpp contexts: each gets its pages and prompt
+        # prefix warm (a pool hands contexts out round-robin, so a cold one would skew the next level).
+        slots = getattr(target, "slots", 1)
+        requests = [(i, workload.prompts[i]) for i in (warm * slots)[:max(len(warm), slots)]]
+        run_level(target, requests, slots, deadline_s=config.request_timeout_s, max_tokens=WARMUP_MAX_TOKENS)
     summaries, mine = [], []
     for c in target_levels:
         bar.set_postfix_str(f"{target.name}: concurrency {c}")
@@ -247,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(table)
+        print(table, end="")
         if args.out:
             atomic_write(args.out, table)
         return 0

@@ -23,6 +23,7 @@ class Sample:
     itl_ms: list[float] = field(default_factory=list)  #: gaps between consecutive streamed deltas
     status: str = "ok"  #: "ok", or the error (type: message) that ended the request
     text: str = ""
+    engine: dict[str, float] | None = None  #: the engine's own timings (ms since it got the request), if it says
 
     @property
     def ok(self) -> bool:
@@ -87,6 +88,9 @@ def summarize_level(samples: Sequence[Sample], concurrency: int) -> dict[str, An
         "e2e_ms": distribution([s.e2e_ms for s in ok]),
         "tokens_per_s": distribution([s.tokens_per_s for s in ok]),
         "decode_tokens_per_s": distribution([s.decode_tokens_per_s for s in ok]),
+        "engine_ttft_ms": distribution([s.engine["ttft_ms"] for s in ok if s.engine]),
+        "engine_queue_ms": distribution([s.engine["queue_ms"] for s in ok if s.engine]),
+        "wire_ttft_ms": distribution([s.ttft_ms - s.engine["ttft_ms"] for s in ok if s.engine]),
     }
 
 

@@ -83,6 +83,11 @@ class ServerProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:].strip()
 
 
+def _engine_timings(timings: Any) -> dict[str, float]:
+    """The server's own clock (ms since it received the request), to split added latency into engine and wire."""
+    return {key: float(getattr(timings, key)) for key in ("queue_ms", "ttft_ms", "decode_ms", "total_ms")}
+
+
 # ---------------------------------------------------------------------------------------------- in-process
 class InProcessTarget(contextlib.AbstractContextManager):
     """The server's own llama-cpp-python engine (serve.backends.LocalBackend) called in this process: the same
@@ -136,6 +141,7 @@ class InProcessTarget(contextlib.AbstractContextManager):
         result = done.result()
         if result.finish == "error":
             raise RuntimeError(result.error)
+        yield Delta("", 0, _engine_timings(result))
 
 
 # --------------------------------------------------------------------------------- OpenAI-compatible HTTP
@@ -222,7 +228,8 @@ class GrpcTarget:
 
     def __init__(self, client: Any, workload: Workload, endpoint: str, timeout_s: float):
         self.client, self.workload, self.endpoint, self.timeout_s = client, workload, endpoint, timeout_s
-        self.info: dict[str, Any] = {}
+        self.info = _model_info(client)
+        self.slots = int(self.info.get("contexts", 1))  #: llama.cpp contexts: requests the server decodes at once
 
     def stream(self, prompt: str, max_tokens: int | None = None) -> Iterator[Delta]:
         s = self.workload.sampling
@@ -238,6 +245,7 @@ class GrpcTarget:
             raise RuntimeError("the stream ended without its final message")
         if stream.answer.finish_reason == "error":
             raise RuntimeError(stream.answer.error)
+        yield Delta("", 0, _engine_timings(stream.answer.timings))
 
 
 def _model_info(client: Any) -> dict[str, Any]:
@@ -260,9 +268,7 @@ def edgetune_target(config: Any, workload: Workload, run_dir: Any, n_threads: in
                 client.wait_ready(config.startup_timeout_s)
             except TimeoutError as exc:
                 raise TargetUnavailable(f"{config.target}: {exc}") from exc
-            target = GrpcTarget(client, workload, config.target, config.request_timeout_s)
-            target.info = _model_info(client)
-            yield target
+            yield GrpcTarget(client, workload, config.target, config.request_timeout_s)
         return
 
     port = free_port()
@@ -283,6 +289,4 @@ def edgetune_target(config: Any, workload: Workload, run_dir: Any, n_threads: in
         env = {**os.environ, "EDGETUNE_RUNS": str(run_dir.root.parent)}
         with ServerProcess("edgetune server", argv, run_dir.bench / "logs" / "edgetune_server.log", serving,
                            config.startup_timeout_s, env=env):
-            target = GrpcTarget(client, workload, endpoint, config.request_timeout_s)
-            target.info = _model_info(client)
-            yield target
+            yield GrpcTarget(client, workload, endpoint, config.request_timeout_s)
