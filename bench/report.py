@@ -140,16 +140,28 @@ def plot(result: dict[str, Any], out_dir: Path) -> list[Path]:
     colors = dict(zip(TARGET_LABELS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     styles = {"p50": "-", "p95": "--", "p99": ":"}
 
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
+
+    concurrency = sorted({lv["concurrency"] for levels in measured.values() for lv in levels})
+
+    def concurrency_axis(ax) -> None:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(concurrency, [str(c) for c in concurrency])
+        ax.xaxis.set_minor_locator(NullLocator())
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, metric, title in ((axes[0], "ttft_ms", "time to first token"), (axes[1], "e2e_ms", "end-to-end")):
         for name, levels in measured.items():
             xs = [lv["concurrency"] for lv in levels]
             for stat, style in styles.items():
-                ax.plot(xs, [_stat(lv, metric, stat) for lv in levels], style, marker="o", color=colors.get(name),
-                        label=f"{TARGET_LABELS.get(name, name)} {stat}")
-        ax.set(title=title, xlabel="concurrent requests", ylabel="ms", xscale="log", yscale="log")
+                ax.plot(xs, [_stat(lv, metric, stat) for lv in levels], style, marker="o", color=colors.get(name))
+        ax.set(title=title, xlabel="concurrent requests", ylabel="ms (log)", yscale="log")
+        concurrency_axis(ax)
         ax.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper left")
+    handles = [Line2D([], [], color=colors.get(n), marker="o", label=TARGET_LABELS.get(n, n)) for n in measured]
+    handles += [Line2D([], [], color="gray", linestyle=style, label=stat) for stat, style in styles.items()]
+    axes[1].legend(handles=handles, fontsize=8, loc="upper left")
     fig.suptitle(f"latency percentiles vs concurrency — {result['model']['quant']}, {result['run']}")
     paths = [_save(fig, out_dir / "latency.png")]
 
@@ -160,7 +172,8 @@ def plot(result: dict[str, Any], out_dir: Path) -> list[Path]:
             ys = [lv["aggregate_tokens_per_s"] if key == "aggregate" else _stat(lv, "tokens_per_s", "p50")
                   for lv in levels]
             ax.plot(xs, ys, "-", marker="o", color=colors.get(name), label=TARGET_LABELS.get(name, name))
-        ax.set(title=title, xlabel="concurrent requests", ylabel="output tokens/s", xscale="log")
+        ax.set(title=title, xlabel="concurrent requests", ylabel="output tokens/s")
+        concurrency_axis(ax)
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)

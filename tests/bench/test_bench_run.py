@@ -53,6 +53,10 @@ def test_bench_json_schema_and_percentiles(bench_json):
                 assert _ordered_positive(level[metric]), (name, metric, level[metric])
             assert level["ttft_ms"]["p50"] <= level["e2e_ms"]["p99"]
             assert level["aggregate_tokens_per_s"] > 0
+    for name in ("edgetune", "inprocess"):  # engines that time themselves; the wire adds, never subtracts
+        level = targets[name]["levels"][0]
+        assert level["engine_ttft_ms"]["n"] == level["ok"] and level["wire_ttft_ms"]["p50"] > 0
+    assert targets["edgetune"]["server_info"]["contexts"] == 2  # one llama.cpp context per worker
     samples = result["samples"]
     assert len(samples) == sum(lv["requests"] for t in targets.values() for lv in t["levels"])
     assert all(s["status"] == "ok" and 0 < s["tokens"] <= 8 for s in samples)
@@ -95,3 +99,33 @@ def test_compare_puts_two_runs_side_by_side(bench_json, tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{}")
     assert main(["--compare", str(bench_json), str(tmp_path / "bad.json")]) == 2
     assert "not a bench.json" in capsys.readouterr().err
+
+
+def test_bench_an_already_running_server(tmp_path, monkeypatch, embedded_gguf_path):
+    """--target: bench a server someone else started (here: `python -m serve` as a user runs it), no baselines."""
+    import os
+    import subprocess
+    import sys
+
+    import edgetune.rundir
+    from bench.targets import free_port
+    from serve.client import Client
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "serve", "--port", str(port), "--contexts", "1",
+                               "--log-level", "warning"], env={**os.environ, "EDGETUNE_RUNS": str(tmp_path)})
+    try:
+        with Client(f"127.0.0.1:{port}") as client:
+            client.wait_ready(120)
+        monkeypatch.setattr(edgetune.rundir, "RUNS_DIR", tmp_path)
+        bench_json = run(BenchConfig(run="remote-box", target=f"127.0.0.1:{port}", baselines=[], concurrency=[1],
+                                     requests=2, warmup=0, max_tokens=4, bandwidth_mib=64))
+    finally:
+        server.terminate()
+        server.wait(30)
+    result = json.loads(bench_json.read_text())
+    assert list(result["targets"]) == ["edgetune"]
+    assert result["targets"]["edgetune"]["endpoint"] == f"127.0.0.1:{port}"
+    assert result["targets"]["edgetune"]["levels"][0]["ok"] == 2
+    assert result["summary"]["server_over_inprocess_tokens_per_s"] is None  # no baseline, no ratio
+    assert "| edgetune gRPC | 1 | 2/2 |" in (bench_json.parent / "bench.md").read_text()
