@@ -33,7 +33,10 @@ def _request_plan(n_prompts: int, levels: Sequence[int], requests: int, warmup: 
     """Prompt indices for warm-up and for each level: shuffled once, the same for every target (fair)."""
     order = list(range(n_prompts))
     random.Random(seed).shuffle(order)
-    cycle = lambda start, n: [order[(start + k) % n_prompts] for k in range(n)]  # noqa: E731
+
+    def cycle(start: int, n: int) -> list[int]:
+        return [order[(start + k) % n_prompts] for k in range(n)]
+
     warm = cycle(n_prompts - warmup, warmup) if warmup else []
     return warm, {c: cycle(0, max(requests, c)) for c in levels}
 
@@ -274,10 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from bench.report import headline
+    from bench.report import headline, load_bench
 
     print(headline(bench_json))
     print(f"wrote {bench_json.parent}/")
+    edgetune = load_bench(bench_json)["targets"]["edgetune"]
+    if edgetune["status"] != "ok":
+        print(f"error: the edgetune server was not benched: {edgetune['note']}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -89,3 +89,22 @@ def test_every_target_gets_the_same_prompts_and_warmup_differs():
     assert plan[4][:3] == plan[1]
     assert not set(warm) & set(plan[1])
     assert _request_plan(10, [1, 4], 3, 2, 0) == (warm, plan)
+
+
+def test_remote_target_is_configured_by_the_openai_ft_record(run_dir, monkeypatch):
+    from bench.targets import TargetUnavailable, remote_target
+    from bench.workload import load_workload
+
+    workload = load_workload(run_dir)
+    with pytest.raises(TargetUnavailable, match="no .*openai_ft.json"):
+        remote_target(run_dir.root, workload, 10)
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    (run_dir.root / "openai_ft.json").write_text(json.dumps({"model": "ft:gpt-4o-mini:acme::x", "job_id": "j"}))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(TargetUnavailable, match="OPENAI_API_KEY"):
+        remote_target(run_dir.root, workload, 10)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with remote_target(run_dir.root, workload, 10) as target:
+        assert (target.name, target.model) == ("remote", "ft:gpt-4o-mini:acme::x")
+        assert target.endpoint == "https://api.openai.com/v1"
+        assert target.extra_body is None  # no llama.cpp-only fields (grammar, top_k) sent to OpenAI
