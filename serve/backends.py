@@ -43,7 +43,8 @@ class Job:
     """One validated request, ready for a backend. Times are ``time.monotonic()`` seconds."""
 
     request_id: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, str]]  #: the chat the local model sees
+    remote_messages: list[dict[str, str]]  #: the chat the remote model sees (no few-shot turns)
     max_tokens: int
     temperature: float
     top_p: float
@@ -189,11 +190,21 @@ class LocalBackend:
 
     def load(self) -> None:
         """Load the vocabulary and every context (slow; the server runs it in a thread while NOT_SERVING)."""
-        from llama_cpp import Llama, llama_chat_format
+        from llama_cpp import Llama, llama_chat_format, llama_cpp
+
+        class CountingLlama(Llama):
+            """Counts the tokens generate() hands out: the exact completion length, whatever ended decoding."""
+
+            generated = 0
+
+            def generate(self, *args, **kwargs):
+                for token in super().generate(*args, **kwargs):
+                    self.generated += not llama_cpp.llama_vocab_is_eog(self._model.vocab, token)
+                    yield token
 
         s = self._settings
         contexts = [
-            Llama(model_path=str(self.model_path), verbose=False, use_mmap=True, n_ctx=self.n_ctx,
+            CountingLlama(model_path=str(self.model_path), verbose=False, use_mmap=True, n_ctx=self.n_ctx,
                   n_batch=s["n_batch"], n_threads=s["threads"], n_threads_batch=s["threads"],
                   n_gpu_layers=s["n_gpu_layers"])
             for _ in range(s["contexts"])
@@ -250,15 +261,12 @@ class LocalBackend:
             raise
 
     def _decode(self, llm: Any, job: Job, stop: StopFlag, timer: _Timer, emit: Emit) -> Result:
-        from llama_cpp import LogitsProcessorList, StoppingCriteriaList, llama_cpp
+        from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
         result = Result("local", self.name, prompt_tokens=len(job.prompt_tokens))
-        sampled = 0
+        llm.generated = 0
 
-        def should_stop(input_ids, _logits) -> bool:
-            nonlocal sampled
-            if not llama_cpp.llama_vocab_is_eog(self.vocab, int(input_ids[-1])):
-                sampled += 1
+        def should_stop(_input_ids, _logits) -> bool:
             return stop.reason() is not None
 
         mask = None
@@ -293,7 +301,7 @@ class LocalBackend:
                 result.forced_close = mask.forced_close
                 mask.close()
         result.text = "".join(pieces)
-        result.completion_tokens = sampled
+        result.completion_tokens = llm.generated
         if result.finish != "error":
             result.finish = stop.reason() or ("length" if finish == "length" else "stop")
         return timer.fill(result)
@@ -336,7 +344,7 @@ class RemoteBackend:
         try:
             async with asyncio.timeout(max(0.0, remaining)):
                 stream = await self._client.chat.completions.create(
-                    model=self.model, messages=job.messages, max_tokens=job.max_tokens, temperature=job.temperature,
+                    model=self.model, messages=job.remote_messages, max_tokens=job.max_tokens, temperature=job.temperature,
                     top_p=job.top_p, stop=job.stop or None, seed=job.seed, stream=True,
                     stream_options={"include_usage": True},
                 )

@@ -26,8 +26,9 @@ class InvalidRequest(ValueError):
         super().__init__(f"{field}: {problem}")
 
 
-def _messages(request: "pb.GenerateRequest", served: Served, config: ServeConfig) -> tuple[str, list[dict[str, str]]]:
-    """(field the prompt came from, chat messages)."""
+def _messages(request: "pb.GenerateRequest", served: Served,
+              config: ServeConfig) -> tuple[str, list[dict[str, str]], list[dict[str, str]]]:
+    """(field the prompt came from, the local chat, the remote chat: without the few-shot turns)."""
     if request.command and request.messages:
         raise InvalidRequest("command", "give either command or messages, not both")
     if request.command:
@@ -36,7 +37,7 @@ def _messages(request: "pb.GenerateRequest", served: Served, config: ServeConfig
                                             "(--max-message-chars)")
         if not request.command.strip():
             raise InvalidRequest("command", "is blank; say what the robot should do")
-        return "command", served.chat(request.command)
+        return "command", served.chat(request.command), served.chat(request.command, few_shot=False)
     if not request.messages:
         raise InvalidRequest("command", "empty; give a command (\"go to the kitchen\") or chat messages")
     if len(request.messages) > config.max_messages:
@@ -52,7 +53,7 @@ def _messages(request: "pb.GenerateRequest", served: Served, config: ServeConfig
         chat.append({"role": message.role, "content": message.content})
     if chat[0]["role"] != "system":
         chat.insert(0, {"role": "system", "content": served.system_prompt})
-    return "messages", chat
+    return "messages", chat, chat
 
 
 def _grammar(request: "pb.GenerateRequest", served: Served, config: ServeConfig, local: "LocalBackend") -> str | None:
@@ -95,7 +96,7 @@ def prepare(request: "pb.GenerateRequest", served: Served, config: ServeConfig, 
     request_id = request.request_id or uuid.uuid4().hex[:16]
     if len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
         raise InvalidRequest("request_id", f"must be printable and at most {MAX_REQUEST_ID} characters")
-    prompt_field, messages = _messages(request, served, config)
+    prompt_field, messages, remote_messages = _messages(request, served, config)
 
     s, d = request.sampling, served.sampling
     temperature = s.temperature if s.HasField("temperature") else d.temperature
@@ -130,7 +131,7 @@ def prepare(request: "pb.GenerateRequest", served: Served, config: ServeConfig, 
                                                f"{max_tokens} it needs n_ctx >= {len(prompt_tokens) + max_tokens}, "
                                                f"the server has {local.n_ctx} (--n-ctx); shorten it")
     return Job(
-        request_id=request_id, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+        request_id=request_id, messages=messages, remote_messages=remote_messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
         top_k=top_k, repeat_penalty=repeat_penalty, stop=stop, seed=s.seed if s.HasField("seed") else None,
         grammar=grammar, prompt_tokens=prompt_tokens, received=received, deadline=deadline,
     )

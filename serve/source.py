@@ -52,9 +52,10 @@ class Served:
     remote_model: str = ""
     remote_base_url: str = ""
 
-    def chat(self, user: str) -> list[dict[str, str]]:
-        """The chat for one task command."""
-        return [{"role": "system", "content": self.system_prompt}, *self.few_shot, {"role": "user", "content": user}]
+    def chat(self, user: str, few_shot: bool = True) -> list[dict[str, str]]:
+        """The chat for one task command (few-shot turns only help a model that was not fine-tuned on the task)."""
+        shots = self.few_shot if few_shot else []
+        return [{"role": "system", "content": self.system_prompt}, *shots, {"role": "user", "content": user}]
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -1,0 +1,92 @@
+"""Start-up, TLS/mTLS and shutdown: NOT_SERVING while the model loads, SIGTERM drains in-flight requests."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import time
+
+import grpc
+import pytest
+
+from serve.client import Client, build_request
+from tests.serve.conftest import start_edge
+
+ENDLESS = 'root ::= "la " root'
+
+
+def test_health_is_not_serving_while_the_model_loads(tmp_path, monkeypatch):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from serve.config import ServeConfig
+    from serve.proto import pb_grpc
+    from serve.server import EdgeServer
+
+    monkeypatch.setattr("edgetune.rundir.RUNS_DIR", tmp_path)
+
+    async def scenario():
+        server = EdgeServer(ServeConfig(port=0, contexts=1, threads=1))
+        port = await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                check = health_pb2.HealthCheckRequest(service="")
+                assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+                with pytest.raises(grpc.aio.AioRpcError) as exc:
+                    await pb_grpc.InferenceStub(channel).Generate(build_request("go", max_tokens=1))
+                assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+                await server.load()
+                assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.SERVING
+                response = await pb_grpc.InferenceStub(channel).Generate(build_request("go", max_tokens=1))
+                assert response.completion.usage.completion_tokens == 1
+        finally:
+            await server.stop(0)
+
+    asyncio.run(scenario())
+
+
+def _pki(tmp_path):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with the openssl CLI."""
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=edgetune-test-ca")
+    for name, san in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"), ("client", "subjectAltName=DNS:robot")):
+        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        (tmp_path / f"{name}.ext").write_text(san + "\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext")
+    return {name: str(tmp_path / name) for name in
+            ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI to make test certificates")
+def test_mtls_and_sigterm_drains_in_flight_requests(tmp_path):
+    pki = _pki(tmp_path)
+    edge = start_edge(tmp_path, "--contexts", "1", "--queue", "1", "--drain-s", "60", "--tls-cert", pki["server.pem"],
+                      "--tls-key", pki["server.key"], "--tls-client-ca", pki["ca.pem"], metrics=False,
+                      tls_ca=pki["ca.pem"], tls_cert=pki["client.pem"], tls_key=pki["client.key"])
+    try:
+        with Client(edge.target, tls_ca=pki["ca.pem"]) as no_cert:  # TLS without a client certificate
+            with pytest.raises(grpc.RpcError) as exc:
+                no_cert.generate("go", max_tokens=1, timeout=5)
+            assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+        with Client(edge.target, tls_ca=pki["ca.pem"], tls_cert=pki["client.pem"], tls_key=pki["client.key"]) as c:
+            assert c.generate("go to the kitchen", max_tokens=1, constraint="none").completion_tokens == 1
+            stream = c.stream("sing", grammar=ENDLESS, max_tokens=60)
+            chunks = iter(stream)
+            assert next(chunks).text
+            edge.popen.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            with pytest.raises(grpc.RpcError):  # draining: no new requests
+                c.generate("go", max_tokens=1, timeout=5)
+            rest = list(chunks)  # ...but the one in flight finishes
+            assert stream.answer is not None and stream.answer.finish_reason == "length"
+            assert stream.answer.completion_tokens == 60 and len(rest) >= 50
+        assert edge.popen.wait(30) == 0
+        assert '"msg": "draining"' in edge.log.read_text()
+    finally:
+        edge.stop()
