@@ -130,7 +130,7 @@ class InProcessTarget(contextlib.AbstractContextManager):
         from serve.backends import Job
 
         s, messages = self.workload.sampling, self.workload.messages(prompt)
-        job = Job(request_id="bench", messages=messages, max_tokens=max_tokens or s.max_tokens, temperature=s.temperature,
+        job = Job(request_id="bench", messages=messages, remote_messages=messages, max_tokens=max_tokens or s.max_tokens, temperature=s.temperature,
                   top_p=s.top_p, top_k=s.top_k, repeat_penalty=s.repeat_penalty, stop=list(s.stop),
                   grammar=self.workload.grammar, prompt_tokens=self.backend.tokenize_chat(messages))
         pieces: queue.Queue[str | None] = queue.Queue()

@@ -108,3 +108,9 @@ def test_remote_target_is_configured_by_the_openai_ft_record(run_dir, monkeypatc
         assert (target.name, target.model) == ("remote", "ft:gpt-4o-mini:acme::x")
         assert target.endpoint == "https://api.openai.com/v1"
         assert target.extra_body is None  # no llama.cpp-only fields (grammar, top_k) sent to OpenAI
+
+
+def test_quant_is_read_from_the_gguf_name(tmp_path):
+    assert quant_of(tmp_path / "model.Q4_K_M.gguf") == "Q4_K_M"
+    assert quant_of(tmp_path / "smol.f16.gguf") == "F16"
+    assert quant_of(tmp_path / "model.gguf") == "unknown"
