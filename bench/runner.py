@@ -1,0 +1,295 @@
+"""Latency benchmarks of the edge server against its baselines, side by side in one run.
+
+    python -m bench --run default                         # what `make bench` runs (~3 min on 2 CPU cores)
+    python -m bench --run default --concurrency 1,4 --requests 16 --rate 2
+    python -m bench --run default --target 10.0.0.7:50051  # bench a server that is already running
+    python -m bench --compare runs/x86/bench/bench.json runs/orin/bench/bench.json
+
+Writes runs/RUN/bench/: bench.json (every request's timings + a summary), bench.md, latency.png, throughput.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Sequence
+
+from bench.config import BASELINES, BenchConfig
+from bench.loadgen import Target, run_level
+from bench.stats import Sample, ratio, summarize_level
+from edgetune.config import ConfigError, load, to_dict
+from edgetune.rundir import RunDir, atomic_write_json
+
+SCHEMA = "edgetune.bench/1"
+WARMUP_MAX_TOKENS = 8
+
+
+def _request_plan(n_prompts: int, levels: Sequence[int], requests: int, warmup: int,
+                  seed: int) -> tuple[list[int], dict[int, list[int]]]:
+    """Prompt indices for warm-up and for each level: shuffled once, the same for every target (fair)."""
+    order = list(range(n_prompts))
+    random.Random(seed).shuffle(order)
+
+    def cycle(start: int, n: int) -> list[int]:
+        return [order[(start + k) % n_prompts] for k in range(n)]
+
+    warm = cycle(n_prompts - warmup, warmup) if warmup else []
+    return warm, {c: cycle(0, max(requests, c)) for c in levels}
+
+
+def _quality(workload, samples: Sequence[Sample]) -> dict[str, Any] | None:
+    """Contract score of a target's answers against the test split's references (same prompts for every target)."""
+    pairs = [(s.text, workload.references[s.prompt_index]) for s in samples
+             if s.ok and workload.references[s.prompt_index] is not None]
+    if not pairs:
+        return None
+    score = workload.task.contract.score([p for p, _ in pairs], [r for _, r in pairs]).to_dict()
+    return {**score, "note": f"answers capped at max_tokens={workload.sampling.max_tokens}"}
+
+
+def _level(targets: dict[str, Any], name: str, concurrency: int) -> dict[str, Any] | None:
+    for level in (targets.get(name) or {}).get("levels", []):
+        if level["concurrency"] == concurrency:
+            return level
+    return None
+
+
+def _get(level: dict[str, Any] | None, metric: str, stat: str | None = None) -> float | None:
+    if level is None:
+        return None
+    value = level.get(metric)
+    return value.get(stat) if stat and value else value
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
+
+
+def summarize(targets: dict[str, Any], levels: Sequence[int], model_bytes: int, gb_per_s: float) -> dict[str, Any]:
+    """The headline numbers: server overhead vs in-process, vs llama_cpp.server per level, roofline."""
+    from bench.machine import roofline_pct
+
+    edge1, inproc1 = _level(targets, "edgetune", 1), _level(targets, "inprocess", 1)
+    ttft_edge, ttft_inproc = _get(edge1, "ttft_ms", "p50"), _get(inproc1, "ttft_ms", "p50")
+    over_server = {}
+    for c in levels:
+        edge, other = _level(targets, "edgetune", c), _level(targets, "llama_cpp_server", c)
+        over_server[str(c)] = {
+            "tokens_per_s": ratio(_get(edge, "aggregate_tokens_per_s"), _get(other, "aggregate_tokens_per_s")),
+            "ttft_p50": ratio(_get(edge, "ttft_ms", "p50"), _get(other, "ttft_ms", "p50")),
+            "e2e_p50": ratio(_get(edge, "e2e_ms", "p50"), _get(other, "e2e_ms", "p50")),
+            "e2e_p95": ratio(_get(edge, "e2e_ms", "p95"), _get(other, "e2e_ms", "p95")),
+        }
+    remote1 = _level(targets, "remote", 1)
+    return {
+        "server_over_inprocess_tokens_per_s": ratio(_get(edge1, "aggregate_tokens_per_s"),
+                                                    _get(inproc1, "aggregate_tokens_per_s")),
+        "added_ttft_ms": _minus(ttft_edge, ttft_inproc),
+        "added_ttft_split_ms": {
+            "engine": _minus(_get(edge1, "engine_ttft_ms", "p50"), _get(inproc1, "engine_ttft_ms", "p50")),
+            "wire": _minus(_get(edge1, "wire_ttft_ms", "p50"), _get(inproc1, "wire_ttft_ms", "p50")),
+        },
+        "over_llama_cpp_server": over_server,
+        "roofline_pct": roofline_pct(_get(edge1, "decode_tokens_per_s", "mean"), model_bytes, gb_per_s),
+        "roofline_pct_inprocess": roofline_pct(_get(inproc1, "decode_tokens_per_s", "mean"), model_bytes, gb_per_s),
+        "remote_over_edgetune_e2e_p50": ratio(_get(remote1, "e2e_ms", "p50"), _get(edge1, "e2e_ms", "p50")),
+        "notes": {
+            "server_over_inprocess_tokens_per_s": "aggregate output tokens/s at concurrency 1; goal >= 0.97",
+            "added_ttft_ms": "p50 TTFT of the edgetune server minus in-process llama-cpp-python; goal <= 5",
+            "added_ttft_split_ms": "engine: the server's own TTFT clock vs the same engine in process; wire: "
+                                   "client TTFT minus the engine's (gRPC, serialisation, scheduling)",
+            "over_llama_cpp_server": "edgetune / llama_cpp.server per concurrency; tokens/s > 1 and latency < 1 "
+                                     "favour edgetune",
+            "roofline_pct": "edgetune batch-1 mean decode tokens/s x model bytes / measured read bandwidth",
+        },
+    }
+
+
+def _openers(config: BenchConfig, workload, run_dir: RunDir, n_threads: int) -> dict[str, Callable[[], ContextManager]]:
+    """How to open each target of the run, in the order they are benched (one at a time: no CPU contention)."""
+    from bench import targets as t
+
+    log_dir = run_dir.bench / "logs"
+    openers: dict[str, Callable[[], ContextManager]] = {}
+    if "inprocess" in config.baselines:
+        openers["inprocess"] = lambda: t.InProcessTarget(workload, config.n_ctx, n_threads)
+    openers["edgetune"] = lambda: t.edgetune_target(config, workload, run_dir, n_threads)
+    if "llama_cpp_server" in config.baselines:
+        openers["llama_cpp_server"] = lambda: t.llama_cpp_server(
+            workload, n_ctx=config.n_ctx, n_threads=n_threads, log_dir=log_dir,
+            startup_timeout_s=config.startup_timeout_s, request_timeout_s=config.request_timeout_s)
+    if "remote" in config.baselines:
+        openers["remote"] = lambda: t.remote_target(run_dir.root, workload, config.request_timeout_s)
+    return openers
+
+
+def run(config: BenchConfig) -> Path:
+    """Bench the edgetune server and the baselines on runs/RUN's model; returns the path of bench.json."""
+    from tqdm import tqdm
+
+    from bench import machine, report
+    from bench.targets import TargetUnavailable, default_threads
+    from bench.workload import load_workload
+
+    started = time.perf_counter()
+    run_dir = RunDir.named(config.run)
+    workload = load_workload(run_dir, model=config.model, max_tokens=config.max_tokens, use_grammar=config.grammar)
+    n_threads = config.n_threads or default_threads()
+    levels = config.levels()
+    environment = machine.capture_environment()
+    bandwidth = machine.memory_bandwidth(config.bandwidth_mib)
+
+    warm, plan = _request_plan(len(workload.prompts), levels, config.requests, config.warmup, config.seed)
+    openers = _openers(config, workload, run_dir, n_threads)
+    per_target = {name: sum(len(plan[c]) for c in levels if c == 1 or name != "inprocess") for name in openers}
+    targets: dict[str, dict[str, Any]] = {}
+    samples: list[Sample] = []
+    timings: dict[str, float] = {}
+    with tqdm(total=sum(per_target.values()), unit="req", desc="bench", dynamic_ncols=True) as bar:
+        for name, opener in openers.items():
+            bar.set_postfix_str(f"{name}: starting")
+            t0 = time.perf_counter()
+            try:
+                with opener() as target:
+                    targets[name] = _bench_target(target, workload, config, levels, warm, plan, samples, bar)
+            except TargetUnavailable as exc:
+                targets[name] = {"status": "skipped", "note": str(exc), "levels": []}
+                bar.total -= per_target[name]
+                bar.refresh()
+                tqdm.write(f"bench: {name} skipped: {exc}")
+            timings[name] = time.perf_counter() - t0
+
+    summary = summarize(targets, levels, workload.model_bytes, bandwidth["gb_per_s"])
+    environment["load_average_after"] = list(os.getloadavg())
+    result = {
+        "schema": SCHEMA,
+        "run": config.run,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": {**to_dict(config), "n_threads_used": n_threads},
+        "model": workload.describe(),
+        "environment": environment,
+        "bandwidth": bandwidth,
+        "summary": summary,
+        "targets": targets,
+        "samples": [s.to_dict() for s in samples],
+        "duration_s": time.perf_counter() - started,
+    }
+    out = run_dir.bench
+    bench_json = atomic_write_json(out / "bench.json", result)
+    outputs = report.write_all(result, out)
+    run_dir.record("bench", config=to_dict(config), inputs={"model": str(workload.model_path)},
+                   outputs=[str(bench_json), *map(str, outputs)], timings={**timings, "total_s": result["duration_s"]},
+                   summary={k: v for k, v in summary.items() if k != "notes"})
+    return bench_json
+
+
+def _bench_target(target: Target, workload, config: BenchConfig, levels: Sequence[int], warm: Sequence[int],
+                  plan: dict[int, list[int]], samples: list[Sample], bar) -> dict[str, Any]:
+    """Warm one target up, then sweep its concurrency levels; append its samples; return its summary entry."""
+    target_levels = [c for c in levels if c <= (getattr(target, "max_concurrency", None) or c)]
+    bar.set_postfix_str(f"{target.name}: warm-up")
+    if warm:
+        # Short answers, as many at once as the target has llama.cpp contexts: each gets its pages and prompt
+        # prefix warm (a pool hands contexts out round-robin, so a cold one would skew the next level).
+        slots = getattr(target, "slots", 1)
+        requests = [(i, workload.prompts[i]) for i in (warm * slots)[:max(len(warm), slots)]]
+        run_level(target, requests, slots, deadline_s=config.request_timeout_s, max_tokens=WARMUP_MAX_TOKENS)
+    summaries, mine = [], []
+    for c in target_levels:
+        bar.set_postfix_str(f"{target.name}: concurrency {c}")
+        requests = [(i, workload.prompts[i]) for i in plan[c]]
+        level = run_level(target, requests, c, rate=config.rate, seed=config.seed + c,
+                          deadline_s=config.request_timeout_s, on_done=lambda _: bar.update())
+        summaries.append(summarize_level(level, c))
+        mine.extend(level)
+    samples.extend(mine)
+    entry = {"status": "ok", "endpoint": getattr(target, "endpoint", ""), "levels": summaries,
+             "quality": _quality(workload, [s for s in mine if s.concurrency == target_levels[0]])}
+    if getattr(target, "info", None):
+        entry["server_info"] = target.info
+    notes = [getattr(target, "note", "")]
+    if len(target_levels) < len(levels):
+        notes.append(f"one request at a time (a single llama.cpp context); measured at concurrency {target_levels}")
+    if any(notes):
+        entry["note"] = "; ".join(n for n in notes if n)
+    return entry
+
+
+def _parse_levels(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,2,4,8, got {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = BenchConfig()
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, help="YAML file with BenchConfig fields (flags override it)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any BenchConfig field, e.g. --set n_ctx=4096 (repeatable)")
+    parser.add_argument("--run", help=f"run directory under runs/ (default {defaults.run})")
+    parser.add_argument("--concurrency", type=_parse_levels,
+                        help="concurrency levels to sweep, comma-separated (default 1,2,4,8)")
+    parser.add_argument("--requests", type=int, help=f"requests per concurrency level (default {defaults.requests})")
+    parser.add_argument("--rate", type=float,
+                        help="Poisson arrivals per second, at most CONCURRENCY in flight (default 0: closed loop)")
+    parser.add_argument("--warmup", type=int, help=f"unmeasured requests per target (default {defaults.warmup})")
+    parser.add_argument("--max-tokens", type=int,
+                        help=f"output cap per request; 0 = the bundle's (default {defaults.max_tokens})")
+    parser.add_argument("--target", help="host:port of a running edgetune server (default: start one)")
+    parser.add_argument("--token", help="bearer token for --target")
+    parser.add_argument("--model", help="GGUF to bench instead of the bundle's chosen quant")
+    parser.add_argument("--baselines", type=lambda s: [x for x in s.split(",") if x],
+                        help=f"comma-separated subset of {','.join(BASELINES)} ('' for none; default all)")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"),
+                        help="merge two bench.json files into one Markdown table and exit")
+    parser.add_argument("--out", type=Path, help="with --compare: also write the table to this file")
+    args = parser.parse_args(argv)
+
+    if args.compare:
+        from bench.report import compare_markdown
+        from edgetune.rundir import atomic_write
+
+        try:
+            table = compare_markdown(*args.compare)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(table, end="")
+        if args.out:
+            atomic_write(args.out, table)
+        return 0
+
+    flags = {"run": args.run, "concurrency": args.concurrency, "requests": args.requests, "rate": args.rate,
+             "warmup": args.warmup, "max_tokens": args.max_tokens, "target": args.target, "token": args.token,
+             "model": args.model, "baselines": args.baselines}
+    overrides = list(args.overrides)
+    overrides += [f"{key}={_yaml_value(value)}" for key, value in flags.items() if value is not None]
+    try:
+        config = load(BenchConfig, args.config, overrides)
+        bench_json = run(config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from bench.report import headline, load_bench
+
+    print(headline(bench_json))
+    print(f"wrote {bench_json.parent}/")
+    edgetune = load_bench(bench_json)["targets"]["edgetune"]
+    if edgetune["status"] != "ok":
+        print(f"error: the edgetune server was not benched: {edgetune['note']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _yaml_value(value: Any) -> str:
+    """A flag value as the YAML scalar/list text that ``key=value`` overrides parse back."""
+    import json
+
+    return json.dumps(value) if isinstance(value, (list, str)) else str(value)

@@ -1,0 +1,116 @@
+"""What a bench reads from the run directory, and how bad input is reported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from bench.config import BenchConfig
+from bench.runner import _request_plan, main
+from bench.workload import load_workload, quant_of
+from edgetune.config import ConfigError, load
+from edgetune.rundir import RunDir
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> RunDir:
+    return RunDir.named("r", tmp_path)
+
+
+def _write_test_split(run_dir: RunDir, robot_task, users: list[str]) -> None:
+    run_dir.data.mkdir(parents=True)
+    lines = [json.dumps({"messages": [*robot_task.messages(u), {"role": "assistant", "content": '["nav.dock()"]'}]})
+             for u in users]
+    (run_dir.data / "test.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_without_bundle_or_data_uses_embedded_model_and_task_examples(run_dir, robot_task, embedded_gguf_path):
+    w = load_workload(run_dir, max_tokens=32)
+    assert w.model_path == embedded_gguf_path and w.model_source == "embedded" and w.quant == "Q4_1"
+    assert w.prompts == [ex["user"] for ex in robot_task.examples]
+    assert w.system_prompt == robot_task.system
+    assert w.sampling.max_tokens == 32
+    assert w.grammar == robot_task.contract.grammar()
+    assert load_workload(run_dir, use_grammar=False).grammar is None
+
+
+def test_bundle_and_test_split_decide_model_settings_and_prompts(run_dir, robot_task, embedded_gguf_path):
+    run_dir.bundle.mkdir(parents=True)
+    shutil.copy(embedded_gguf_path, run_dir.bundle / "model.Q8_0.gguf")
+    manifest = {"chosen": {"quant": "Q8_0", "file": "model.Q8_0.gguf"}, "task": "robot_sdk",
+                "system_prompt": "Answer in calls.", "grammar": None,
+                "sampling": {"temperature": 0.2, "top_p": 0.9, "top_k": 20, "max_tokens": 99,
+                             "repeat_penalty": 1.1, "stop": ["<|im_end|>"]}}
+    (run_dir.bundle / "manifest.json").write_text(json.dumps(manifest))
+    _write_test_split(run_dir, robot_task, ["dock now", "go to the kitchen"])
+    w = load_workload(run_dir)
+    assert (w.model_source, w.quant, w.system_prompt, w.grammar) == ("bundle", "Q8_0", "Answer in calls.", None)
+    assert (w.sampling.max_tokens, w.sampling.top_k, w.sampling.stop) == (99, 20, ["<|im_end|>"])
+    assert w.prompts == ["dock now", "go to the kitchen"] and w.references == ['["nav.dock()"]'] * 2
+    assert w.messages("hi")[0] == {"role": "system", "content": "Answer in calls."}
+
+
+def test_bad_inputs_name_the_field(run_dir, robot_task):
+    _write_test_split(run_dir, robot_task, ["ok"])
+    with open(run_dir.data / "test.jsonl", "a") as fh:
+        fh.write("{not json\n")
+    with pytest.raises(ConfigError, match=r"test.jsonl: line 2"):
+        load_workload(run_dir)
+    with pytest.raises(ConfigError, match="GGUF not found"):
+        load_workload(run_dir, model=str(run_dir.root / "missing.gguf"))
+    run_dir.bundle.mkdir(parents=True)
+    (run_dir.bundle / "manifest.json").write_text(json.dumps({"chosen": {}}))
+    with pytest.raises(ConfigError, match="chosen.file"):
+        load_workload(run_dir)
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="concurrency"):
+        load(BenchConfig, None, ["concurrency=[0, 2]"])
+    with pytest.raises(ConfigError, match="target: use host:port"):
+        load(BenchConfig, None, ["target=localhost"])
+    with pytest.raises(ConfigError, match="baselines: unknown"):
+        load(BenchConfig, None, ["baselines=[vllm]"])
+    assert load(BenchConfig, None, ["rate=2.5"]).rate == 2.5
+
+
+def test_cli_rejects_bad_values_with_exit_2(capsys):
+    assert main(["--run", "x", "--concurrency", "0"]) == 2
+    assert "concurrency" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--concurrency", "one,two"])
+
+
+def test_every_target_gets_the_same_prompts_and_warmup_differs():
+    warm, plan = _request_plan(10, [1, 4], requests=3, warmup=2, seed=0)
+    assert len(plan[1]) == 3 and len(plan[4]) == 4  # a level has at least as many requests as workers
+    assert plan[4][:3] == plan[1]
+    assert not set(warm) & set(plan[1])
+    assert _request_plan(10, [1, 4], 3, 2, 0) == (warm, plan)
+
+
+def test_remote_target_is_configured_by_the_openai_ft_record(run_dir, monkeypatch):
+    from bench.targets import TargetUnavailable, remote_target
+    from bench.workload import load_workload
+
+    workload = load_workload(run_dir)
+    with pytest.raises(TargetUnavailable, match="no .*openai_ft.json"):
+        remote_target(run_dir.root, workload, 10)
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    (run_dir.root / "openai_ft.json").write_text(json.dumps({"model": "ft:gpt-4o-mini:acme::x", "job_id": "j"}))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(TargetUnavailable, match="OPENAI_API_KEY"):
+        remote_target(run_dir.root, workload, 10)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with remote_target(run_dir.root, workload, 10) as target:
+        assert (target.name, target.model) == ("remote", "ft:gpt-4o-mini:acme::x")
+        assert target.endpoint == "https://api.openai.com/v1"
+        assert target.extra_body is None  # no llama.cpp-only fields (grammar, top_k) sent to OpenAI
+
+
+def test_quant_is_read_from_the_gguf_name(tmp_path):
+    assert quant_of(tmp_path / "model.Q4_K_M.gguf") == "Q4_K_M"
+    assert quant_of(tmp_path / "smol.f16.gguf") == "F16"
+    assert quant_of(tmp_path / "model.gguf") == "unknown"
