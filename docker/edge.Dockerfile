@@ -10,7 +10,8 @@
 #       -v "$PWD/runs/default/bundle:/app/runs/default/bundle:ro" edgetune-edge --run default
 #
 # Stages: build-base-<variant> (toolchain) -> build (venv with the serve extra, llama-cpp-python compiled from
-# source, gRPC stubs generated) -> runtime-base-<variant> -> runtime (that venv on a runtime base; no compiler).
+# source, gRPC stubs generated) -> runtime-base-<variant> -> runtime-common (that venv on a runtime base; no
+# compiler) -> runtime (the server, default) and bench (the benchmark client, `--target bench`).
 
 # Which toolchain and runtime: jetson (CUDA, sm_87) or cpu.
 ARG VARIANT=jetson
@@ -81,9 +82,9 @@ RUN PATH="/opt/protoc/bin:${PATH}" /opt/protoc/bin/python -m grpc_tools.protoc -
     && if python -c "import torch" 2>/dev/null; then echo "torch leaked into the serve image" >&2; exit 1; fi
 
 # ---------------------------------------------------------------------------------------------------------------
-# Again a stage above, picked by VARIANT.
+# What the server and the bench share: that venv on a runtime base, a non-root user. Again a stage above, by VARIANT.
 # hadolint ignore=DL3006
-FROM runtime-base-${VARIANT} AS runtime
+FROM runtime-base-${VARIANT} AS runtime-common
 ARG PYTHON_VERSION=3.10
 # The uid that owns runs/ on the host (bind mounts keep host ownership): 1000 is the first JetPack user.
 ARG APP_UID=1000
@@ -97,16 +98,39 @@ RUN apt-get update \
     && mkdir -p /app/runs /app/models \
     && chown -R edgetune:edgetune /app
 COPY --from=build /opt/venv /opt/venv
-COPY docker/healthcheck.py /opt/edgetune/healthcheck.py
 # The server reads runs/$RUN/bundle (mounted read-only) and, without a bundle, models/ (the embedded model).
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
     EDGETUNE_RUNS=/app/runs \
     EDGETUNE_MODELS=/app/models \
     EDGETUNE_PORT=50051
 WORKDIR /app
-USER ${APP_UID}
 VOLUME ["/app/runs"]
+
+# ---------------------------------------------------------------------------------------------------------------
+# The benchmark client on the device, with the same CUDA llama.cpp as the server for its in-process baseline:
+#   docker build -f docker/edge.Dockerfile --target bench -t edgetune-bench .
+#   docker run --rm --runtime nvidia --network host -v "$PWD/runs:/app/runs" edgetune-bench \
+#     --run default --target 127.0.0.1:50051
+# Adds bench's plotting and the llama_cpp.server baseline's web stack: wheels only, nothing is compiled here.
+FROM runtime-common AS bench
+ARG APP_UID=1000
+ARG LLAMA_CPP_PYTHON_VERSION=0.3.36
+ARG MATPLOTLIB_VERSION=3.11.2
+RUN pip install --only-binary=:all: "matplotlib==${MATPLOTLIB_VERSION}" \
+        "llama-cpp-python[server]==${LLAMA_CPP_PYTHON_VERSION}"
+USER ${APP_UID}
+ENTRYPOINT ["python", "-m", "bench"]
+CMD ["--help"]
+
+# ---------------------------------------------------------------------------------------------------------------
+# The server (the default target: last stage).
+FROM runtime-common AS runtime
+ARG APP_UID=1000
+COPY docker/healthcheck.py /opt/edgetune/healthcheck.py
+USER ${APP_UID}
 EXPOSE 50051
 HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
     CMD ["python", "/opt/edgetune/healthcheck.py"]

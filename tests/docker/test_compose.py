@@ -31,7 +31,7 @@ def _mounts(service: dict) -> dict[str, tuple[str, str]]:
 
 
 def test_every_service_builds_an_existing_stage(services):
-    assert {"edge", "edge-cpu", "train"} <= set(services)
+    assert {"edge", "edge-cpu", "bench", "train"} <= set(services)
     for name, service in services.items():
         build = service["build"]
         context = (DOCKER_DIR / build["context"]).resolve()
@@ -51,16 +51,25 @@ def test_host_paths_are_in_the_repository(services):
 
 
 def test_edge_serves_the_bundle_read_only(services):
-    for name in ("edge", "edge-cpu"):
+    for name in ("edge", "edge-cpu", "bench"):
         mounts = _mounts(services[name])
         assert mounts["/app/runs/default/bundle"] == ("../runs/default/bundle", "ro"), name
         assert mounts["/app/runs"][1] == "rw", f"{name}: bench writes runs/RUN/bench"
+        assert services[name]["network_mode"] == "host", name
+    for name in ("edge", "edge-cpu"):
         assert services[name]["restart"] == "unless-stopped"
         assert services[name]["command"] == ["--run", "${RUN:-default}"]
 
 
+def test_bench_targets_the_running_server(services):
+    bench = services["bench"]
+    assert bench["restart"] == "no" and bench["build"]["target"] == "bench"
+    assert bench["command"] == ["--run", "${RUN:-default}", "--target", "127.0.0.1:${EDGETUNE_PORT:-50051}"]
+    assert services["edge"]["environment"]["EDGETUNE_PORT"] == "${EDGETUNE_PORT:-50051}"
+
+
 def test_gpu_access_fits_each_machine(services):
-    assert services["edge"]["runtime"] == "nvidia"  # Jetson: the NVIDIA container runtime
+    assert services["edge"]["runtime"] == services["bench"]["runtime"] == "nvidia"  # Jetson's container runtime
     assert services["edge"]["build"]["args"]["VARIANT"] == "jetson"
     assert "runtime" not in services["edge-cpu"] and services["edge-cpu"]["build"]["args"]["VARIANT"] == "cpu"
     (device,) = services["train"]["deploy"]["resources"]["reservations"]["devices"]

@@ -54,11 +54,12 @@ def _build_context(dest: Path) -> Path:
 
 def _generate_stubs(context: Path) -> None:
     """The Makefile's PROTOC, run by this interpreter (its venv has grpcio-tools and mypy-protobuf)."""
-    protoc = re.search(r"^PROTOC :=\s*\$\(PY\)(.*)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    flags = re.search(r"^PROTOC :=.*grpc_tools\.protoc (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1)
     protos = sorted(str(p.relative_to(context)) for p in (context / "proto/edgetune/v1").glob("*.proto"))
     assert protos, "proto/edgetune/v1/*.proto is missing: the server's API is defined there"
     env = _clean_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    subprocess.run([sys.executable, *shlex.split(protoc), *protos], cwd=context, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", *shlex.split(flags), *protos], cwd=context, env=env,
+                   check=True)
     assert list(context.glob("edgetune/v1/*_pb2_grpc.py"))
 
 
