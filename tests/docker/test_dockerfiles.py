@@ -187,3 +187,26 @@ def test_dockerignore_keeps_heavy_and_secret_paths_out():
         assert is_ignored(path, patterns), f".dockerignore lets {path} into the build context"
     for path in ("edgetune/config.py", "pyproject.toml", "docker/healthcheck.py"):
         assert not is_ignored(path, patterns), f".dockerignore drops {path}"
+
+
+def test_train_image_runs_make_without_setting_up_again(tmp_path: Path):
+    """The train runtime stage copies the Makefile and pyproject.toml, points VENV at its venv and touches the
+    setup stamp: `make train export` must then run the stages and neither pip-install nor create a venv."""
+    runtime = parse(ROOT / "docker" / "train.Dockerfile").stage("runtime")
+    for inst in runtime.all("COPY"):
+        for source in copy_sources(inst):
+            shutil.copy2(ROOT / source, tmp_path / source)
+    env_lines = " ".join(i.args for i in runtime.all("ENV"))
+    venv = re.search(r"\bVENV=(\S+)", env_lines).group(1)
+    stamp = [i.args for i in runtime.all("RUN") if "touch" in i.args]
+    assert stamp == [f"touch {venv}/.edgetune-setup"]
+    fake_venv = tmp_path / "venv"
+    (fake_venv / "bin").mkdir(parents=True)
+    (fake_venv / ".edgetune-setup").touch()
+    done = subprocess.run(["make", "-n", "train", "export", "RUN=r1"], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "VENV": str(fake_venv)})
+    assert done.returncode == 0, done.stderr
+    assert "pip install" not in done.stdout and "-m venv" not in done.stdout, done.stdout
+    for stage in ("-m train data --run r1", "-m train finetune --run r1", "-m export --run r1"):
+        assert f"{fake_venv}/bin/python {stage}" in done.stdout, done.stdout
+    assert "grpc_tools" not in done.stdout  # no proto/ in the image: `make` skips the stubs
