@@ -16,7 +16,7 @@ PORT ?= 50051
 ARGS ?=
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.edgetune-setup
-PROTOC := $(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=.
+PROTOC := PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=.
 PROTOS := $(wildcard proto/edgetune/v1/*.proto)
 BASE_FLAG := $(if $(BASE_MODEL),--base-model "$(BASE_MODEL)",)
 

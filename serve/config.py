@@ -1,0 +1,68 @@
+"""The server's typed config: every ``python -m serve`` flag is a field here (flag ``--n-ctx`` = field ``n_ctx``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+BackendName = Literal["", "local", "remote", "auto", "compare"]
+
+
+@dataclass
+class ServeConfig:
+    """What to serve and how. Defaults suit a Jetson-class device serving one small model."""
+
+    run: str = "default"  #: run directory name; serves runs/RUN/bundle when it exists
+    host: str = "127.0.0.1"  #: address to listen on (0.0.0.0 to accept other machines)
+    port: int = 50051  #: gRPC port (0 picks a free one)
+    model: str = ""  #: GGUF to serve instead of the bundle's chosen one (or the embedded model)
+    task: str = ""  #: task name or YAML when there is no bundle (default robot_sdk)
+    contexts: int = 2  #: llama.cpp contexts: how many requests decode at once
+    queue: int = 8  #: requests that may wait for a context; beyond it RESOURCE_EXHAUSTED at once
+    n_gpu_layers: int = 0  #: layers offloaded to the GPU (-1: all)
+    threads: int = 0  #: CPU threads per context (0: cores / contexts, at least 1)
+    n_ctx: int = 2048  #: context window per llama.cpp context, prompt plus answer
+    n_batch: int = 512  #: prompt tokens evaluated per llama.cpp batch (also the cancel granularity of prompts)
+    few_shot: Literal["auto", "on", "off"] = "auto"  #: task examples as chat turns; auto: only without a bundle
+    grammar_candidates: int = 64  #: tokens the grammar checks first per step (0: whole vocabulary every step)
+    close_reserve: int = 20  #: constrained answers prefer closing tokens once this few max_tokens remain
+    backend: BackendName = ""  #: routing for requests that do not choose ("": auto with a remote backend, else local)
+    local_timeout_ms: int = 5000  #: auto: local may take this long before remote answers instead
+    remote_model: str = ""  #: remote model id (default: runs/RUN/openai_ft.json's model)
+    remote_base_url: str = ""  #: OpenAI-compatible base URL (default: $OPENAI_BASE_URL or OpenAI's)
+    remote_timeout_s: float = 30.0  #: longest a remote request may take
+    token: str = ""  #: bearer token clients must send (empty: no auth; $EDGETUNE_TOKEN also works)
+    tls_cert: str = ""  #: PEM certificate chain: serve TLS
+    tls_key: str = ""  #: PEM private key for tls_cert
+    tls_client_ca: str = ""  #: PEM CA bundle: require client certificates signed by it (mTLS)
+    metrics_port: int = 0  #: Prometheus /metrics HTTP port (0: off)
+    max_request_bytes: int = 262144  #: largest serialized request
+    max_message_chars: int = 16384  #: longest command or chat message
+    max_messages: int = 64  #: most chat messages in one request
+    max_tokens_limit: int = 1024  #: largest max_tokens a request may ask for
+    max_stop: int = 8  #: most stop strings in one request
+    max_grammar_chars: int = 65536  #: longest custom GBNF grammar or JSON schema
+    drain_s: float = 10.0  #: on SIGTERM, how long in-flight requests may finish before the server stops
+    log_level: str = "info"  #: debug, info, warning or error
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if not 0 <= self.port <= 65535:
+            yield "port", "must be in 0..65535"
+        if self.contexts < 1:
+            yield "contexts", "need at least 1 llama.cpp context"
+        if self.queue < 0:
+            yield "queue", "must be >= 0 (0: no waiting, RESOURCE_EXHAUSTED when every context is busy)"
+        if self.n_ctx < 64:
+            yield "n_ctx", "must be at least 64 tokens"
+        if not 0 < self.max_tokens_limit < self.n_ctx:
+            yield "max_tokens_limit", f"must be between 1 and n_ctx ({self.n_ctx})"
+        if bool(self.tls_cert) != bool(self.tls_key):
+            yield "tls_cert", "TLS needs both --tls-cert and --tls-key"
+        if self.tls_client_ca and not self.tls_cert:
+            yield "tls_client_ca", "mTLS needs --tls-cert and --tls-key as well"
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            yield "log_level", "one of debug, info, warning, error"
+        for name in ("local_timeout_ms", "max_request_bytes", "max_message_chars", "max_messages", "max_stop",
+                     "max_grammar_chars", "remote_timeout_s"):
+            if getattr(self, name) <= 0:
+                yield name, "must be positive"
