@@ -134,6 +134,7 @@ USER ${APP_UID}
 EXPOSE 50051
 HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
     CMD ["python", "/opt/edgetune/healthcheck.py"]
-# `docker run IMAGE --run RUN [--model /app/runs/RUN/bundle/x.gguf] [--task T]`: arguments go to the server.
+# `docker run IMAGE --run RUN [--host 0.0.0.0] [--model /app/runs/RUN/bundle/x.gguf]`: arguments go to the server
+# (`python -m serve --help`); it listens on loopback unless told otherwise.
 ENTRYPOINT ["/bin/sh", "-c", "exec python -m serve --port \"${EDGETUNE_PORT}\" \"$@\"", "serve"]
 CMD ["--run", "default"]
