@@ -294,6 +294,7 @@ class ContractSpec:
         names = list(spec.args)
         given: dict[str, object] = {}  # arguments with a valid value
         named: set[str] = set()  # arguments mentioned at all, valid or not
+        unpacked = False  # after *args/**kwargs no argument can be called missing
         ok = True
 
         def bad(code: str, msg: str, col: int | None) -> None:
@@ -304,6 +305,7 @@ class ContractSpec:
         for pos, arg in enumerate(node.args):
             if isinstance(arg, ast.Starred):
                 bad("unpacking", "*args unpacking is not allowed", arg.col_offset)
+                unpacked = True
                 continue
             if pos >= len(names):
                 bad("extra_argument", f"takes {len(names)} positional argument(s), got {len(node.args)}", arg.col_offset)
@@ -313,6 +315,7 @@ class ContractSpec:
         for kw in node.keywords:
             if kw.arg is None:
                 bad("unpacking", "**kwargs unpacking is not allowed", kw.col_offset)
+                unpacked = True
             elif kw.arg not in spec.args:
                 bad("unknown_argument", f"unknown argument '{kw.arg}'{_hint(kw.arg, spec.args)}", kw.col_offset)
             elif kw.arg in named:
@@ -321,7 +324,7 @@ class ContractSpec:
                 named.add(kw.arg)
                 self._check_value(callee, kw.arg, spec.args[kw.arg], kw.value, given, bad)
         for name in names:
-            if name not in named:
+            if name not in named and not unpacked:
                 bad("missing_argument", f"missing argument '{name}'", (node.end_col_offset or 1) - 1)
         if not ok:
             return raw
