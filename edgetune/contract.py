@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+import keyword
 import math
 import re
 from collections import Counter
@@ -20,7 +21,7 @@ from typing import Iterator, Literal, Sequence
 #: Characters allowed inside free-text string arguments: safe inside both a JSON string and a Python literal.
 TEXT_CHARS = "a-zA-Z0-9 ,.!?-"
 _TEXT_RE = re.compile(f"[{TEXT_CHARS}]*")
-_CALLEE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_GRID = 1000
 _FORBIDDEN_BUILTINS = {"__import__", "eval", "exec", "compile", "getattr", "setattr", "open", "globals", "vars"}
 
@@ -187,11 +188,11 @@ class ContractSpec:
             if not self.api:
                 yield "api", "a call_list contract needs a non-empty 'api' allowlist"
             for name, call in self.api.items():
-                if not _CALLEE_RE.match(name):
-                    yield f"api.{name}", "callee names are dotted Python identifiers, e.g. nav.go_to"
+                if not all(_is_name(part) for part in name.split(".")):
+                    yield f"api.{name}", "callee names are dotted ASCII Python identifiers (not keywords), e.g. nav.go_to"
                 for arg_name, arg in call.args.items():
-                    if not arg_name.isidentifier():
-                        yield f"api.{name}.args.{arg_name}", "argument names must be Python identifiers"
+                    if not _is_name(arg_name):
+                        yield f"api.{name}.args.{arg_name}", "argument names must be ASCII Python identifiers, not keywords"
                     for sub, problem in arg.check():
                         yield f"api.{name}.args.{arg_name}.{sub}", problem
             if not 1 <= self.min_calls <= self.max_calls:
@@ -451,6 +452,11 @@ class ContractSpec:
         return "\n".join(lines)
 
 
+def _is_name(text: str) -> bool:
+    """An ASCII identifier Python parses as a name (keywords such as ``from`` or ``True`` would not parse)."""
+    return bool(_NAME_RE.fullmatch(text)) and not keyword.iskeyword(text)
+
+
 def _hint(name: str, choices) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -461,7 +467,9 @@ def _rule_name(name: str) -> str:
 
 
 def _gbnf_literal(text: str) -> str:
-    return json.dumps(text)
+    # JSON string escapes for quote, backslash and newline are GBNF's too; other characters go in as UTF-8
+    # (a \\u escape of a character outside the BMP would be a surrogate pair, which GBNF does not decode)
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _value_width(arg: ArgSpec) -> int:

@@ -279,3 +279,22 @@ def matches(rules: dict[str, Node], text: str, start: str = "root") -> bool:
         return reached
 
     return len(text) in step(rules[start], frozenset({0}))
+
+
+def max_length(rules: dict[str, Node], start: str = "root") -> float:
+    """Longest string (in UTF-8 bytes) the grammar admits; inf when a repetition is unbounded."""
+
+    def longest(node: Node) -> float:
+        if isinstance(node, Lit):
+            return len(node.text.encode("utf-8"))
+        if isinstance(node, Cls):
+            return 1 if not node.negated and all(hi < "\x80" for _, hi in node.ranges) else 4
+        if isinstance(node, Ref):
+            return longest(rules[node.name])
+        if isinstance(node, Seq):
+            return sum(longest(item) for item in node.items)
+        if isinstance(node, Alt):
+            return max(longest(option) for option in node.options)
+        return float("inf") if node.hi is None else node.hi * longest(node.node)
+
+    return longest(rules[start])
