@@ -140,7 +140,7 @@ def test_unreadable_task_files_name_the_file(tmp_path, text, problem):
 
 
 def test_an_unknown_task_name_lists_the_available_ones():
-    with pytest.raises(ConfigError, match="no such task; available: robot_sdk, student_2nd_grade"):
+    with pytest.raises(ConfigError, match=f"no such task; available: {', '.join(available_tasks())}"):
         load_task("robot_sdkk")
 
 
