@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from edgetune.config import ConfigError
+    from edgetune.embedded import ModelFetchError
 
     try:
         if args.command == "fetch-model":
@@ -47,10 +48,18 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "grammar":
             from edgetune.task import load_task
 
-            print(load_task(args.task).contract.grammar() or "", end="")
+            task = load_task(args.task)
+            grammar = task.contract.grammar()
+            if grammar is None:
+                print(f"{task.name} has a {task.contract.kind} contract: no grammar, decoding is unconstrained",
+                      file=sys.stderr)
+            print(grammar or "", end="")
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ModelFetchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgetune.embedded import MODELS_DIR, embedded_gguf
-from edgetune.rundir import sha256_file
+from edgetune.rundir import _UMASK, sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -79,7 +79,14 @@ def ensure_hf_checkpoint(ref: BaseModelRef) -> Path:
     try:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        tmp.rename(target)
+        for item in (tmp, *tmp.iterdir()):  # mkdtemp (and safetensors) make owner-only files; share like a plain save
+            item.chmod((0o777 if item.is_dir() else 0o666) & ~_UMASK)
+        try:
+            tmp.rename(target)
+        except OSError:
+            # another process finished the same cache first; its checkpoint is as good as ours
+            if not (target / "config.json").is_file():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -165,9 +165,15 @@ def parse_overrides(pairs: typing.Sequence[str]) -> dict[str, Any]:
         key, raw = pair.split("=", 1)
         node = out
         *parents, leaf = key.strip().split(".")
-        for part in parents:
+        for depth, part in enumerate(parents):
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw) if raw != "" else ""
+            if not isinstance(node, dict):
+                prefix = ".".join(parents[: depth + 1])
+                raise ConfigError("command line", key.strip(), f"'{prefix}' is also set to a value by another override")
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError("command line", key.strip(), f"the value is not valid YAML: {exc}") from exc
     return out
 
 
@@ -202,4 +208,10 @@ def load(cls: type[T], path: str | Path | None = None, overrides: typing.Sequenc
     """Load ``cls`` from an optional YAML file plus ``key=value`` overrides (overrides win)."""
     data = read_yaml(path) if path else {}
     data = merge(data, parse_overrides(overrides))
-    return from_dict(cls, data, source=path or "command line")
+    try:
+        return from_dict(cls, data, source=path or "command line")
+    except ConfigError as exc:
+        overridden = {pair.split("=", 1)[0].strip() for pair in overrides}
+        if path and exc.field in overridden:  # blame the override that set the field, not the file
+            raise ConfigError(f"command line (over {path})", exc.field, exc.problem) from exc
+        raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+import keyword
 import math
 import re
 from collections import Counter
@@ -19,8 +20,8 @@ from typing import Iterator, Literal, Sequence
 
 #: Characters allowed inside free-text string arguments: safe inside both a JSON string and a Python literal.
 TEXT_CHARS = "a-zA-Z0-9 ,.!?-"
-_TEXT_RE = re.compile(f"^[{TEXT_CHARS}]*$")
-_CALLEE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_TEXT_RE = re.compile(f"[{TEXT_CHARS}]*")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_GRID = 1000
 _FORBIDDEN_BUILTINS = {"__import__", "eval", "exec", "compile", "getattr", "setattr", "open", "globals", "vars"}
 
@@ -42,34 +43,42 @@ class ArgSpec:
             if not self.values:
                 yield "values", "an enum argument needs a non-empty 'values' list"
             for i, v in enumerate(self.values):
-                if not v or not v.isprintable() or set(v) & set("'\"\\\\"):
+                if not v or not v.isprintable() or set(v) & set("'\"\\"):
                     yield f"values[{i}]", f"enum value {v!r} must be non-empty, printable, without quotes or backslashes"
         elif self.values:
             yield "values", f"'values' is only for enum arguments, not {self.type}"
-        if self.type in ("int", "float"):
+        if self.step is not None and self.step <= 0:
+            yield "step", "must be positive"
+        elif self.type in ("int", "float"):
             if self.min is None or self.max is None:
                 yield "min", f"a {self.type} argument needs both 'min' and 'max' (robot arguments are bounded)"
             elif self.min > self.max:
                 yield "min", f"min ({self.min}) is greater than max ({self.max})"
-            elif len(self.grid()) > _MAX_GRID:
+            elif (self.max - self.min) / self._step() >= _MAX_GRID:
                 yield "step", f"the range holds more than {_MAX_GRID} grammar values; set a larger 'step'"
-        elif self.min is not None or self.max is not None:
+            elif not self.grid():
+                yield "step", f"no multiple of the step lies in [{self.min}, {self.max}]; widen the range or change 'step'"
+        if self.type not in ("int", "float") and (self.min is not None or self.max is not None):
             yield "min", f"'min'/'max' are only for int and float arguments, not {self.type}"
-        if self.step is not None and self.step <= 0:
-            yield "step", "must be positive"
         if self.max_len < 1:
             yield "max_len", "must be at least 1"
+
+    def _step(self) -> float:
+        if self.type == "int":
+            return max(1, int(self.step or 1))
+        return self.step or 0.1
 
     def grid(self) -> list[int | float]:
         """The numeric values the grammar admits: multiples of ``step`` inside [min, max]."""
         assert self.min is not None and self.max is not None
+        step = self._step()
         if self.type == "int":
-            step = max(1, int(self.step or 1))
-            return list(range(math.ceil(self.min), math.floor(self.max) + 1, step))
-        step = self.step or 0.1
+            return list(range(math.ceil(self.min), math.floor(self.max) + 1, int(step)))
         start = math.ceil(round(self.min / step, 9))
         stop = math.floor(round(self.max / step, 9))
-        return [round(k * step, 6) for k in range(start, stop + 1)]
+        # rounding to the canonical 6 decimals may step outside the range or merge neighbours: keep what is valid
+        values = (round(k * step, 6) + 0.0 for k in range(start, stop + 1))
+        return sorted({v for v in values if self.min <= v <= self.max})
 
 
 @dataclass
@@ -90,7 +99,8 @@ class Violation:
     col: int | None = None
 
     def __str__(self) -> str:
-        where = "" if self.index is None else f"item {self.index}" + ("" if self.col is None else f", col {self.col}")
+        parts = ([] if self.index is None else [f"item {self.index}"]) + ([] if self.col is None else [f"col {self.col}"])
+        where = ", ".join(parts)
         return f"[{self.code}] {where + ': ' if where else ''}{self.message}"
 
 
@@ -178,11 +188,11 @@ class ContractSpec:
             if not self.api:
                 yield "api", "a call_list contract needs a non-empty 'api' allowlist"
             for name, call in self.api.items():
-                if not _CALLEE_RE.match(name):
-                    yield f"api.{name}", "callee names are dotted Python identifiers, e.g. nav.go_to"
+                if not all(_is_name(part) for part in name.split(".")):
+                    yield f"api.{name}", "callee names are dotted ASCII Python identifiers (not keywords), e.g. nav.go_to"
                 for arg_name, arg in call.args.items():
-                    if not arg_name.isidentifier():
-                        yield f"api.{name}.args.{arg_name}", "argument names must be Python identifiers"
+                    if not _is_name(arg_name):
+                        yield f"api.{name}.args.{arg_name}", "argument names must be ASCII Python identifiers, not keywords"
                     for sub, problem in arg.check():
                         yield f"api.{name}.args.{arg_name}.{sub}", problem
             if not 1 <= self.min_calls <= self.max_calls:
@@ -203,83 +213,120 @@ class ContractSpec:
         except json.JSONDecodeError as exc:
             v = Violation("not_json", f"the answer is not a JSON list of strings: {exc.msg}", None, exc.pos)
             return Verdict(False, [v], [], _collapse(text))
+        except RecursionError:
+            v = Violation("not_json", "the answer is not a JSON list of strings: nested too deeply", None, 0)
+            return Verdict(False, [v], [], _collapse(text))
         if not isinstance(data, list):
-            v = Violation("not_list", f"the answer must be a JSON list of strings, got {type(data).__name__}")
+            v = Violation("not_list", f"the answer must be a JSON list of strings, got {type(data).__name__}", None, 0)
             return Verdict(False, [v], [], _collapse(text))
         if not self.min_calls <= len(data) <= self.max_calls:
-            violations.append(
-                Violation("call_count", f"{len(data)} calls; between {self.min_calls} and {self.max_calls} allowed")
-            )
+            first_extra = self.max_calls if len(data) > self.max_calls else None
+            msg = f"{len(data)} calls; between {self.min_calls} and {self.max_calls} allowed"
+            violations.append(Violation("call_count", msg, first_extra))
         calls = []
+        max_chars = self.max_item_chars()
         for index, item in enumerate(data):
             if not isinstance(item, str):
-                violations.append(Violation("not_string", f"each item must be a string, got {item!r}", index))
+                violations.append(Violation("not_string", f"each item must be a string, got {item!r}", index, 0))
                 calls.append(_collapse(json.dumps(item)))
-                continue
-            calls.append(self._check_call(item, index, violations))
+            elif len(item) > max_chars:
+                msg = f"{len(item)} characters; no allowlisted call is longer than {max_chars}"
+                violations.append(Violation("too_long", msg, index, max_chars))
+                calls.append(_collapse(item))
+            else:
+                calls.append(self._check_call(item, index, violations))
         return Verdict(not violations, violations, calls, json.dumps(calls))
 
+    def max_item_chars(self) -> int:
+        """Longest call text worth parsing: twice the longest canonical call plus slack for spacing.
+
+        Bounding items keeps a hostile answer (deeply nested brackets or operators) from exhausting the parser.
+        """
+        longest = max(
+            (len(callee) + 2 + sum(len(name) + 3 + _value_width(arg) for name, arg in spec.args.items())
+             for callee, spec in self.api.items()),
+            default=0,
+        )
+        return 2 * longest + 64
+
     def _check_call(self, item: str, index: int, out: list[Violation]) -> str:
-        """Check one call expression; append violations; return its normalised form."""
+        """Check one call expression; append violations; return its normalised form (columns index ``item``)."""
         raw = _collapse(item)
+        indent = len(item) - len(item.lstrip())
         try:
             tree = ast.parse(item.strip(), mode="eval")
         except SyntaxError as exc:
-            out.append(Violation("syntax", f"not a single Python expression: {exc.msg}", index, exc.offset))
+            col = indent + (exc.offset or 1) - 1
+            out.append(Violation("syntax", f"not a single Python expression: {exc.msg}", index, col))
             return raw
+        except (ValueError, RecursionError, MemoryError) as exc:
+            # NUL bytes (ValueError before Python 3.12) or nesting beyond the parser's limits
+            out.append(Violation("syntax", f"not a single Python expression: {exc or 'nested too deeply'}", index, 0))
+            return raw
+        source = item.strip().encode("utf-8")
+
+        def at(byte_col: int) -> int:  # ast columns count UTF-8 bytes; report characters of ``item``
+            return indent + len(source[:byte_col].decode("utf-8", errors="ignore"))
+
         node = tree.body
         if not isinstance(node, ast.Call):
             what = type(node).__name__
-            out.append(Violation("not_a_call", f"each item must be one call, got a {what} expression", index, 0))
+            out.append(Violation("not_a_call", f"each item must be one call, got a {what} expression", index, indent))
             return raw
         callee = _dotted(node.func)
         if callee is None:
             what = type(node.func).__name__
             msg = f"the callee must be an allowlisted name like nav.go_to, got a {what}"
-            out.append(Violation("bad_callee", msg, index, node.func.col_offset))
+            out.append(Violation("bad_callee", msg, index, at(node.func.col_offset)))
             return raw
         spec = self.api.get(callee)
         if spec is None:
             head = callee.split(".")[0]
             if callee in _FORBIDDEN_BUILTINS or head in _FORBIDDEN_BUILTINS:
                 msg = f"'{callee}' is forbidden; only the allowlisted robot API may be called"
-                out.append(Violation("forbidden", msg, index, node.func.col_offset))
+                out.append(Violation("forbidden", msg, index, at(node.func.col_offset)))
             elif any(name.split(".")[0] == head for name in self.api):
                 msg = f"'{callee}' is an attribute outside the allowlist{_hint(callee, self.api)}"
-                out.append(Violation("unknown_attribute", msg, index, node.func.col_offset))
+                out.append(Violation("unknown_attribute", msg, index, at(node.func.col_offset)))
             else:
                 msg = f"'{callee}' is not in the allowlist{_hint(callee, self.api)}"
-                out.append(Violation("unknown_callee", msg, index, node.func.col_offset))
+                out.append(Violation("unknown_callee", msg, index, at(node.func.col_offset)))
             return raw
         names = list(spec.args)
-        given: dict[str, object] = {}
+        given: dict[str, object] = {}  # arguments with a valid value
+        named: set[str] = set()  # arguments mentioned at all, valid or not
+        unpacked = False  # after *args/**kwargs no argument can be called missing
         ok = True
 
         def bad(code: str, msg: str, col: int | None) -> None:
             nonlocal ok
             ok = False
-            out.append(Violation(code, f"{callee}: {msg}", index, col))
+            out.append(Violation(code, f"{callee}: {msg}", index, None if col is None else at(col)))
 
         for pos, arg in enumerate(node.args):
             if isinstance(arg, ast.Starred):
                 bad("unpacking", "*args unpacking is not allowed", arg.col_offset)
+                unpacked = True
                 continue
             if pos >= len(names):
                 bad("extra_argument", f"takes {len(names)} positional argument(s), got {len(node.args)}", arg.col_offset)
                 continue
+            named.add(names[pos])
             self._check_value(callee, names[pos], spec.args[names[pos]], arg, given, bad)
         for kw in node.keywords:
             if kw.arg is None:
-                bad("unpacking", "**kwargs unpacking is not allowed", kw.value.col_offset)
+                bad("unpacking", "**kwargs unpacking is not allowed", kw.col_offset)
+                unpacked = True
             elif kw.arg not in spec.args:
-                bad("unknown_argument", f"unknown argument '{kw.arg}'{_hint(kw.arg, spec.args)}", kw.value.col_offset)
-            elif kw.arg in given:
-                bad("duplicate_argument", f"argument '{kw.arg}' given twice", kw.value.col_offset)
+                bad("unknown_argument", f"unknown argument '{kw.arg}'{_hint(kw.arg, spec.args)}", kw.col_offset)
+            elif kw.arg in named:
+                bad("duplicate_argument", f"argument '{kw.arg}' given twice", kw.col_offset)
             else:
+                named.add(kw.arg)
                 self._check_value(callee, kw.arg, spec.args[kw.arg], kw.value, given, bad)
         for name in names:
-            if name not in given and ok:
-                bad("missing_argument", f"missing argument '{name}'", None)
+            if name not in named and not unpacked:
+                bad("missing_argument", f"missing argument '{name}'", (node.end_col_offset or 1) - 1)
         if not ok:
             return raw
         return f"{callee}({', '.join(f'{n}={format_value(given[n])}' for n in names)})"
@@ -296,7 +343,7 @@ class ContractSpec:
                 bad("wrong_type", f"argument '{name}' must be a string, got {value!r}", col)
             elif arg.type == "enum" and value not in arg.values:
                 bad("not_in_enum", f"argument '{name}'={value!r} is not one of {arg.values}", col)
-            elif arg.type == "str" and (len(value) > arg.max_len or not _TEXT_RE.match(value) or not value):
+            elif arg.type == "str" and (len(value) > arg.max_len or not _TEXT_RE.fullmatch(value) or not value):
                 bad("bad_value", f"argument '{name}' must be 1-{arg.max_len} characters of [{TEXT_CHARS}]", col)
             else:
                 given[name] = value
@@ -336,12 +383,21 @@ class ContractSpec:
         if self.kind == "text":
             return None
         rules: dict[str, str] = {}
+
+        def claim(name: str) -> str:  # distinct callees/arguments can map to one rule name (a.b_c vs a.b.c)
+            unique, n = name, 1
+            while unique in rules:
+                n += 1
+                unique = f"{name}-{n}"
+            rules[unique] = ""
+            return unique
+
         call_rules = []
         for callee, spec in self.api.items():
-            rule = "call-" + _rule_name(callee)
+            rule = claim("call-" + _rule_name(callee))
             parts = [_gbnf_literal(f"{callee}(")]
             for i, (arg_name, arg) in enumerate(spec.args.items()):
-                value_rule = f"{rule}-{_rule_name(arg_name)}"
+                value_rule = claim(f"{rule}-{_rule_name(arg_name)}")
                 rules[value_rule] = _gbnf_value(arg)
                 parts.append(_gbnf_literal(f"{', ' if i else ''}{arg_name}="))
                 parts.append(value_rule)
@@ -396,6 +452,11 @@ class ContractSpec:
         return "\n".join(lines)
 
 
+def _is_name(text: str) -> bool:
+    """An ASCII identifier Python parses as a name (keywords such as ``from`` or ``True`` would not parse)."""
+    return bool(_NAME_RE.fullmatch(text)) and not keyword.iskeyword(text)
+
+
 def _hint(name: str, choices) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -406,7 +467,20 @@ def _rule_name(name: str) -> str:
 
 
 def _gbnf_literal(text: str) -> str:
-    return json.dumps(text)
+    # JSON string escapes for quote, backslash and newline are GBNF's too; other characters go in as UTF-8
+    # (a \\u escape of a character outside the BMP would be a surrogate pair, which GBNF does not decode)
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _value_width(arg: ArgSpec) -> int:
+    """Longest canonical text of one argument value."""
+    if arg.type == "enum":
+        return max((len(format_value(v)) for v in arg.values), default=2)
+    if arg.type == "str":
+        return arg.max_len + 2
+    if arg.type == "bool":
+        return len("False")
+    return 24  # the longest repr of a float
 
 
 def _gbnf_value(arg: ArgSpec) -> str:

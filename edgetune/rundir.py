@@ -13,10 +13,12 @@ Everything is written atomically (temp file + rename) so a crash never leaves a 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import platform
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,6 +31,10 @@ _VERSIONED = (
     "edgetune", "torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate",
     "llama-cpp-python", "gguf", "grpcio", "openai", "numpy",
 )
+_RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=@-]*")
+# mkstemp creates files readable by the owner only; artifacts get the permissions a plain open() would give
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -37,6 +43,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -85,8 +92,8 @@ class RunDir:
 
     @classmethod
     def named(cls, run: str, runs_dir: str | Path | None = None) -> "RunDir":
-        if not run or "/" in run or run.startswith("."):
-            raise ValueError(f"RUN must be a plain folder name like 'default', got {run!r}")
+        if not _RUN_NAME.fullmatch(run or ""):
+            raise ValueError(f"RUN must be a plain folder name like 'default' (letters, digits, _.+=@-), got {run!r}")
         return cls(Path(runs_dir or RUNS_DIR) / run)
 
     @property
@@ -119,9 +126,16 @@ class RunDir:
         return self.manifest()["stages"].get(name)
 
     def record(self, stage: str, **facts: Any) -> dict[str, Any]:
-        """Append (replace) ``stage``'s entry: the given facts plus versions and a timestamp."""
-        manifest = self.manifest()
+        """Append (replace) ``stage``'s entry: the given facts plus versions and a timestamp.
+
+        Stages of one run may finish concurrently (an OpenAI fine-tune beside a local one), so the
+        read-modify-write of the manifest holds an exclusive lock; otherwise one stage's entry could be lost.
+        """
         entry = {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": package_versions(), **facts}
-        manifest["stages"][stage] = entry
-        atomic_write_json(self.manifest_path, manifest)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".manifest.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            manifest = self.manifest()
+            manifest["stages"][stage] = entry
+            atomic_write_json(self.manifest_path, manifest)
         return entry

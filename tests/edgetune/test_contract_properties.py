@@ -1,0 +1,240 @@
+"""Property tests of the contract: the grammar admits only what the validator accepts (for the robot task and for
+random allowlists), valid answers in any surface form normalise to their canonical calls, and mutated answers are
+rejected with the right violation at the right item. The GBNF side is read by tests/edgetune/gbnf.py, written
+independently of edgetune.contract."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgetune.contract import TEXT_CHARS, ArgSpec, ContractSpec
+from edgetune.task import load_task
+from tests.edgetune import gbnf
+from tests.edgetune.strategies import contracts
+
+ROBOT = load_task("robot_sdk").contract
+ROBOT_RULES = gbnf.parse(ROBOT.grammar())
+TEXT_ALPHABET = string.ascii_letters + string.digits + " ,.!?-"
+PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_text_alphabet_matches_the_contract():
+    # spelled out independently above; the grammar's character class must admit exactly it
+    char_class = gbnf.parse(f"root ::= [{TEXT_CHARS}]")["root"]
+    assert {c for c in map(chr, range(0x110)) if char_class.admits(c)} == set(TEXT_ALPHABET)
+
+
+def test_gbnf_reader_itself_expands_and_matches_a_small_grammar():
+    rules = gbnf.parse('root ::= "x" [a-b]{1,2} ("\\"" | "\\\\n" | y)?\ny ::= [^!-}]\n')
+    rng = random.Random(0)
+    seen = {gbnf.expand(rules, rng.randint) for _ in range(3000)}
+    tails = ["", '"', "\\n", " ", "~"]  # the negated class admits only these printable characters
+    expected = {"x" + mid + tail for mid in ["a", "b", "aa", "ab", "ba", "bb"] for tail in tails}
+    assert seen == expected
+    assert all(gbnf.matches(rules, s) for s in expected)
+    assert not any(gbnf.matches(rules, s) for s in ["x", "xabc", "xc", "xa\\", "xaaa"])
+    with pytest.raises(gbnf.GrammarSyntaxError, match="undefined"):
+        gbnf.parse("root ::= missing\n")
+
+
+# ---------------------------------------------------------------------------------------------- random contracts
+@PROPERTY
+@given(rng=st.randoms(use_true_random=False))
+def test_every_expansion_of_the_robot_grammar_is_valid(rng):
+    text = gbnf.expand(ROBOT_RULES, rng.randint)
+    verdict = ROBOT.validate(text)
+    assert verdict.valid, (text, verdict.violations)
+
+
+@PROPERTY
+@given(contract=contracts(), rng=st.randoms(use_true_random=False))
+def test_every_expansion_of_a_random_contract_grammar_is_valid(contract, rng):
+    rules = gbnf.parse(contract.grammar())
+    for _ in range(5):
+        text = gbnf.expand(rules, rng.randint)
+        verdict = contract.validate(text)
+        assert verdict.valid, (contract.grammar(), text, verdict.violations)
+
+
+# ------------------------------------------------------------------------------------------ valid robot answers
+def _float_text(value: float) -> str:
+    return repr(value + 0.0)
+
+
+@st.composite
+def argument(draw, arg: ArgSpec, on_grid: bool) -> tuple[str, str]:
+    """(how the value may be written, its canonical text)."""
+    if arg.type == "enum":
+        value = draw(st.sampled_from(arg.values))
+        return draw(st.sampled_from([f"'{value}'", f'"{value}"'])), f"'{value}'"
+    if arg.type == "bool":
+        value = draw(st.sampled_from(["True", "False"]))
+        return value, value
+    if arg.type == "str":
+        value = draw(st.text(TEXT_ALPHABET, min_size=1, max_size=arg.max_len))
+        return draw(st.sampled_from([f"'{value}'", f'"{value}"'])), f"'{value}'"
+    if on_grid:
+        value = draw(st.sampled_from(arg.grid()))
+    elif arg.type == "int":
+        value = draw(st.integers(math.ceil(arg.min), math.floor(arg.max)))
+    else:
+        value = round(draw(st.floats(arg.min, arg.max)), 3)
+    if arg.type == "int":
+        return draw(st.sampled_from([str(value), f"+{value}" if value >= 0 else str(value)])), str(value)
+    forms = [repr(value), _float_text(value)]
+    if float(value).is_integer():
+        forms.append(str(int(value)))
+    return draw(st.sampled_from(forms)), _float_text(value)
+
+
+@st.composite
+def robot_call(draw, on_grid: bool = False, callee: str | None = None) -> tuple[str, str]:
+    """(a call written in any accepted form: keywords, positionals, spacing; its canonical form)."""
+    callee = callee or draw(st.sampled_from(sorted(ROBOT.api)))
+    spec = ROBOT.api[callee]
+    values = [(name, *draw(argument(arg, on_grid))) for name, arg in spec.args.items()]
+    n_positional = draw(st.integers(0, len(values)))
+    keywords = values[n_positional:]
+    keywords = draw(st.permutations(keywords)) if keywords else []
+    space = draw(st.sampled_from(["", " "]))
+    written = [text for _, text, _ in values[:n_positional]] + [f"{name}{space}={space}{text}" for name, text, _ in keywords]
+    canonical = ", ".join(f"{name}={canon}" for name, _, canon in values)
+    return f"{callee}({(',' + space).join(written)})", f"{callee}({canonical})"
+
+
+@PROPERTY
+@given(calls=st.lists(robot_call(), min_size=1, max_size=ROBOT.max_calls))
+def test_valid_answers_in_any_form_normalise_to_canonical_calls(calls):
+    verdict = ROBOT.validate(json.dumps([written for written, _ in calls]))
+    assert verdict.valid, verdict.violations
+    assert verdict.calls == [canonical for _, canonical in calls]
+
+
+@PROPERTY
+@given(calls=st.lists(robot_call(on_grid=True), min_size=1, max_size=ROBOT.max_calls),
+       sep=st.sampled_from([",", ", ", ",\n", ",\n\n"]))
+def test_the_grammar_admits_every_canonical_answer(calls, sep):
+    # constrained decoding must be able to produce every canonical answer, or the model is forced into other ones
+    text = "[" + sep.join(json.dumps(canonical) for _, canonical in calls) + "]"
+    assert gbnf.matches(ROBOT_RULES, text), text
+
+
+# ------------------------------------------------------------------------------------------------------ mutations
+_WITH_ARGS = sorted(name for name, spec in ROBOT.api.items() if spec.args)
+_NUMERIC = sorted((name, arg_name) for name, spec in ROBOT.api.items() for arg_name, arg in spec.args.items()
+                  if arg.type in ("int", "float"))
+_ENUMS = sorted((name, arg_name) for name, spec in ROBOT.api.items() for arg_name, arg in spec.args.items()
+                if arg.type == "enum")
+
+
+def _canonical(callee: str, **override: str) -> str:
+    """A valid call with some arguments replaced by the given source text."""
+    args = []
+    for name, arg in ROBOT.api[callee].args.items():
+        if name in override:
+            args.append(f"{name}={override[name]}")
+        elif arg.type == "enum":
+            args.append(f"{name}='{arg.values[0]}'")
+        elif arg.type == "str":
+            args.append(f"{name}='hi'")
+        elif arg.type == "bool":
+            args.append(f"{name}=True")
+        else:
+            args.append(f"{name}={arg.grid()[0]}")
+    return f"{callee}({', '.join(args)})"
+
+
+@st.composite
+def mutation(draw, item: str) -> tuple[str, str]:
+    """(a mutated item, the violation code it must raise)."""
+    callee = item.split("(", 1)[0]
+    kind = draw(st.sampled_from([
+        "unknown_callee", "chained", "out_of_range", "import", "__import__", "getattr", "bare", "fstring",
+        "lambda", "subscript", "wrong_type", "not_in_enum", "missing", "extra", "duplicate", "starargs", "kwargs",
+    ]))
+    if kind == "unknown_callee":
+        return draw(st.sampled_from(["os.system('ls')", "subprocess.run('ls')", f"x{callee}()"])), "unknown_callee"
+    if kind == "chained":
+        attr = draw(st.sampled_from(["__class__", "__globals__", "__self__", "func_code", "x"]))
+        return item.replace("(", f".{attr}(", 1), "unknown_attribute"
+    if kind == "out_of_range":
+        name, arg_name = draw(st.sampled_from(_NUMERIC))
+        arg = ROBOT.api[name].args[arg_name]
+        bad = draw(st.sampled_from([arg.max + draw(st.sampled_from([0.01, 1, 1e6])),
+                                    arg.min - draw(st.sampled_from([0.01, 1, 1e6]))]))
+        return _canonical(name, **{arg_name: repr(bad)}), "out_of_range"
+    if kind == "import":
+        return draw(st.sampled_from(["import os", "from os import system", "import os; os.system('ls')"])), "syntax"
+    if kind == "__import__":
+        return draw(st.sampled_from(["__import__('os')", "__import__('os', globals())"])), "forbidden"
+    if kind == "getattr":
+        head, _, rest = callee.rpartition(".")
+        return f"getattr({head}, '{rest}')()", "bad_callee"
+    if kind == "bare":
+        return draw(st.sampled_from([callee, f"{item} + 1", f"{item} and {item}", f"not {item}", f"({item},)"])), \
+            "not_a_call"
+    if kind == "fstring":
+        return f"f'{{{callee}()}}'", "not_a_call"
+    if kind == "lambda":
+        return draw(st.sampled_from([(f"(lambda: {item})()", "bad_callee"), (f"lambda: {item}", "not_a_call")]))
+    if kind == "subscript":
+        return draw(st.sampled_from([(f"{item}[0]", "not_a_call"), (f"[{callee}][0]()", "bad_callee")]))
+    if kind == "wrong_type":
+        name, arg_name = draw(st.sampled_from(_NUMERIC + _ENUMS))
+        typ = ROBOT.api[name].args[arg_name].type
+        bad = draw(st.sampled_from(["'1'", "True"] if typ != "enum" else ["1", "1.5", "True"]))
+        return _canonical(name, **{arg_name: bad}), "wrong_type"
+    if kind == "not_in_enum":
+        name, arg_name = draw(st.sampled_from(_ENUMS))
+        return _canonical(name, **{arg_name: draw(st.sampled_from(["'mars'", "'KITCHEN'", "''"]))}), "not_in_enum"
+    if kind == "missing":
+        name = draw(st.sampled_from(_WITH_ARGS))
+        return f"{name}()", "missing_argument"
+    if kind == "extra":
+        name = draw(st.sampled_from(sorted(ROBOT.api)))
+        return _canonical(name, **{}).replace(")", ", surprise=1)" if ROBOT.api[name].args else "surprise=1)"), \
+            "unknown_argument"
+    if kind == "duplicate":
+        name = draw(st.sampled_from(_WITH_ARGS))
+        valid = _canonical(name)
+        first = valid[valid.index("(") + 1:].split(",")[0].rstrip(")")
+        return valid[:-1] + f", {first})", "duplicate_argument"
+    if kind == "starargs":
+        return f"{callee}(*[])", "unpacking"
+    return f"{callee}(**{{}})", "unpacking"
+
+
+@PROPERTY
+@given(data=st.data(), calls=st.lists(robot_call(), min_size=1, max_size=ROBOT.max_calls))
+def test_a_mutated_item_is_rejected_at_its_index(data, calls):
+    items = [written for written, _ in calls]
+    index = data.draw(st.integers(0, len(items) - 1))
+    mutated, code = data.draw(mutation(items[index]))
+    items[index] = mutated
+    verdict = ROBOT.validate(json.dumps(items))
+    assert not verdict.valid, mutated
+    assert {(v.index, v.code) for v in verdict.violations} == {(index, code)}, (mutated, verdict.violations)
+
+
+@PROPERTY
+@given(calls=st.lists(robot_call(), min_size=1, max_size=ROBOT.max_calls), data=st.data())
+def test_a_mutated_list_is_rejected(calls, data):
+    text = json.dumps([written for written, _ in calls])
+    mutated, code = data.draw(st.sampled_from([
+        (json.dumps(calls[0][0]), "not_list"),
+        (json.dumps({"calls": [written for written, _ in calls]}), "not_list"),
+        (text + data.draw(st.sampled_from([" x", "]", ",", "\n[]", " # done"])), "not_json"),
+        (text.replace('"', "'"), "not_json"),
+        (text[:-1], "not_json"),
+        (json.dumps([written for written, _ in calls] * (ROBOT.max_calls + 1)), "call_count"),
+    ]))
+    verdict = ROBOT.validate(mutated)
+    assert not verdict.valid
+    assert {v.code for v in verdict.violations} == {code}, (mutated, verdict.violations)
