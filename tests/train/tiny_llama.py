@@ -1,4 +1,4 @@
-"""A tiny random Llama (hidden 32, 2 layers) with a byte-level BPE tokenizer trained here, ChatML chat template and
+"""A tiny random Llama (hidden 64, 2 layers) with a byte-level BPE tokenizer trained here, ChatML chat template and
 pad == EOS like SmolLM2, plus a run directory holding a small robot_sdk dataset. Built in seconds, no downloads."""
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def build_tiny_llama(directory: Path, task: TaskSpec, chat_template: str | None 
         tokenizer.chat_template = chat_template
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, initializer_range=0.3,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)
