@@ -1,0 +1,123 @@
+"""Tokenization for SFT on a tiny tokenizer made here: which tokens carry the loss, EOS, pad == EOS, packing."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from tests.train.tiny_llama import build_tiny_llama, chat
+from train.sft_data import IGNORE_INDEX, DatasetError, encode, encode_all, ensure_chat_template, read_chat_jsonl
+
+ANSWER = '["nav.dock()", "status.report_battery()"]'
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, robot_task):
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model", robot_task)
+
+
+@pytest.fixture()
+def tokenizer(tiny_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_dir)
+
+
+def test_labels_cover_exactly_the_answer_and_its_eos(tokenizer, robot_task):
+    messages = chat(robot_task, "Go to the charging dock and then report your battery level.", ANSWER)["messages"]
+    item = encode(tokenizer, messages)
+    prompt_text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    prompt_len = len(tokenizer(prompt_text, add_special_tokens=False)["input_ids"])
+    assert item.prompt_length == prompt_len
+    assert all(label == IGNORE_INDEX for label in item.labels[:prompt_len])  # system, user, headers: masked
+    trained = item.labels[prompt_len:]
+    assert IGNORE_INDEX not in trained
+    assert trained == item.input_ids[prompt_len:]
+    assert tokenizer.decode(trained[:-1]) == ANSWER
+
+
+def test_eos_is_the_last_label_and_the_last_token(tokenizer, robot_task):
+    item = encode(tokenizer, chat(robot_task, "Sit down.", '["sport.Sit()"]')["messages"])
+    assert item.labels[-1] == tokenizer.eos_token_id == item.input_ids[-1]
+    assert tokenizer.eos_token_id == tokenizer.pad_token_id  # like SmolLM2: the case where EOS gets masked by mistake
+
+
+def test_fallback_template_warns_and_still_ends_on_eos(tiny_dir, robot_task, caplog):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    tokenizer.chat_template = None
+    with caplog.at_level(logging.WARNING):
+        assert ensure_chat_template(tokenizer) is True
+    assert "no chat template" in caplog.text
+    item = encode(tokenizer, chat(robot_task, "Sit down.", '["sport.Sit()"]')["messages"])
+    assert item.labels[-1] == tokenizer.eos_token_id
+    assert ensure_chat_template(tokenizer) is False  # a template now exists: nothing to do
+
+
+def test_padded_batches_keep_eos_although_pad_equals_eos(tokenizer, robot_task):
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    short = encode(tokenizer, chat(robot_task, "Sit down.", '["sport.Sit()"]')["messages"])
+    long = encode(tokenizer, chat(robot_task, "Go to the kitchen.", '["nav.go_to(place=\'kitchen\')"]')["messages"])
+    collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
+    batch = collator([{"input_ids": e.input_ids, "labels": e.labels} for e in (short, long)])
+    row = batch["labels"][0].tolist()
+    assert row[len(short.labels) - 1] == tokenizer.eos_token_id  # the real EOS is trained
+    assert all(label == IGNORE_INDEX for label in row[len(short.labels):])  # the pads (same id) are not
+    assert batch["attention_mask"][0].sum() == len(short.input_ids)
+
+
+def test_examples_longer_than_max_length_are_dropped_not_truncated(tokenizer, robot_task, caplog):
+    rows = [chat(robot_task, "Sit down.", '["sport.Sit()"]')["messages"],
+            chat(robot_task, "Sit down. " * 40, '["sport.Sit()"]')["messages"]]
+    limit = len(encode(tokenizer, rows[0]).input_ids)
+    with caplog.at_level(logging.WARNING):
+        kept, dropped = encode_all(tokenizer, rows, limit, "train")
+    assert (len(kept), dropped) == (1, 1) and "dropped 1 of 2" in caplog.text
+    with pytest.raises(DatasetError, match="max_length"):
+        encode_all(tokenizer, rows[1:], limit, "train")
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("", "empty"),
+        ("{not json\n", ":1: not valid JSON"),
+        (json.dumps({"text": "hi"}) + "\n", ':1: expected {"messages"'),
+        (json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n", "last message must be"),
+        (json.dumps({"messages": [{"role": "robot", "content": "hi"}]}) + "\n", "messages[0] must be"),
+    ],
+)
+def test_bad_split_files_are_named_with_the_line(tmp_path, content, problem):
+    path = tmp_path / "train.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DatasetError, match=str(path)) as err:
+        read_chat_jsonl(path)
+    assert problem in str(err.value)
+
+
+def test_missing_split_file_says_how_to_build_it(tmp_path):
+    with pytest.raises(DatasetError, match="make data"):
+        read_chat_jsonl(tmp_path / "train.jsonl")
+
+
+def test_padding_free_row_computes_what_separate_sequences_do(tiny_dir, tokenizer, robot_task):
+    """Packed sequences must not attend to each other: per-token logits equal those of separate forwards.
+
+    transformers derives the block-diagonal mask from position_ids only without a KV cache: training passes
+    use_cache=False, and so does this test (with a cache the packed rows would attend across sequences)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    items = [encode(tokenizer, chat(robot_task, u, a)["messages"]).input_ids
+             for u, a in [("Sit down.", '["sport.Sit()"]'), ("Wave hello.", '["sport.Hello()"]')]]
+    packed = torch.tensor([items[0] + items[1]])
+    positions = torch.tensor([list(range(len(items[0]))) + list(range(len(items[1])))])
+    with torch.no_grad():
+        together = model(input_ids=packed, position_ids=positions, use_cache=False).logits[0]
+        apart = torch.cat([model(input_ids=torch.tensor([ids])).logits[0] for ids in items])
+    torch.testing.assert_close(together, apart, rtol=1e-4, atol=1e-4)
