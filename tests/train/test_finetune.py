@@ -200,7 +200,9 @@ def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path, tiny_model, robo
 def test_same_entry_point_trains_under_accelerate_ddp_with_two_cpu_processes(tmp_path, tiny_model, robot_task):
     build_run(tmp_path, robot_task, repeat=4)
     overrides = tiny_overrides(tmp_path, tiny_model, max_steps=4, **{"eval.val_evals": 1})
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    # `--cpu` makes accelerate's simple launcher start ONE process; `--multi_gpu` goes through torchrun, which on a
+    # machine without CUDA starts two CPU processes that join a gloo process group (the DDP path under test).
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", "0", "-m", "train", "finetune", *overrides]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
