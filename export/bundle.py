@@ -308,6 +308,9 @@ def run(config: ExportConfig) -> Path:
 
         step("verify F16")
         tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+        if tokenizer.chat_template is None:
+            raise ExportError(f"{run_dir.adapter}: the tokenizer saved with the adapter has no chat template, so "
+                              "the GGUF could not be prompted the way the model was trained; save it with the adapter")
         chats = [messages for messages, _ in sample[:TOKENIZER_CHECK_CHATS]]
         texts = [task.system, *(e[k] for e in task.examples for k in ("user", "assistant")),
                  *(m["content"] for messages, _ in sample[:TOKENIZER_CHECK_CHATS] for m in messages),

@@ -70,6 +70,8 @@ def chat_text(tokenizer: Any, messages: Messages, add_generation_prompt: bool = 
 
 def end_of_turn_id(tokenizer: Any) -> int:
     """The token the chat template closes an assistant turn with (ChatML: <|im_end|>); EOS if it uses none."""
+    if tokenizer.chat_template is None:
+        return _eos_id(tokenizer)
     marker = "\u2063MARKER\u2063"
     text = chat_text(tokenizer, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}], False)
     after = text[text.rindex(marker) + len(marker):]
@@ -77,8 +79,13 @@ def end_of_turn_id(tokenizer: Any) -> int:
     for token in tokenizer.encode(after, add_special_tokens=False):
         if token in special:
             return int(token)
+    return _eos_id(tokenizer)
+
+
+def _eos_id(tokenizer: Any) -> int:
     if tokenizer.eos_token_id is None:
-        raise TokenizerMismatch("the tokenizer has no EOS token and its chat template ends turns with none")
+        raise TokenizerMismatch("the tokenizer has no EOS token and no chat template that ends turns with a special "
+                                "token: the model could never stop")
     return int(tokenizer.eos_token_id)
 
 
@@ -119,7 +126,7 @@ def _compare_tokenization(llm: "llama_cpp.Llama", tokenizer: Any, template: str 
                 at = _first_difference(got, want)
                 problems.append(f"token ids of {text[:60]!r} (special tokens {'added' if add_special else 'not added'})"
                                 f" differ at position {at}: GGUF {got[at:at + 5]} vs HF {want[at:at + 5]}")
-    if template is not None:
+    if template is not None and tokenizer.chat_template is not None:
         for messages in chats:
             prompt, got = _gguf_chat_prompt(llm, messages)
             want_text = chat_text(tokenizer, messages)
@@ -170,7 +177,7 @@ def check_tokenizer(gguf_path: Path, tokenizer: Any, texts: Sequence[str] = (),
     turn_end = end_of_turn_id(tokenizer)
     return {"chat_template": "identical", "bos_id": ids["bos"], "eos_id": ids["eos"], "end_of_turn_id": turn_end,
             "end_of_turn": tokenizer.convert_ids_to_tokens(turn_end), "special_tokens": len(specials),
-            "strings": len(PROBE_STRINGS) + len(texts), "chat_prompts": len(chats) if template is not None else 0}
+            "strings": len(PROBE_STRINGS) + len(texts), "chat_prompts": len(chats)}
 
 
 def stop_token_ids(tokenizer: Any) -> list[int]:
