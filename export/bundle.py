@@ -17,6 +17,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -203,17 +204,19 @@ def report(manifest: dict[str, Any], verification: dict[str, Any]) -> str:
         "",
         f"Scored on {manifest['eval']['samples']} of {manifest['eval']['test_examples']} test examples (seed "
         f"{manifest['eval']['seed']}), max_tokens {manifest['sampling']['max_tokens']}, temperature "
-        f"{manifest['sampling']['temperature']:g}. *free*: unconstrained; *grammar*: constrained by the contract's GBNF.",
+        f"{manifest['sampling']['temperature']:g}. *free*: unconstrained; *grammar*: constrained by the contract's GBNF (greedy answers the grammar admits token by token are "
+        "not generated twice: *reused* counts them). *tok/s*: completion tokens per second of the free run, prompt "
+        "processing included, on this machine.",
         "",
-        "| quant | size MiB | exact free | exact grammar | valid free | valid grammar | F1 free | truncated | tok/s | verdict |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| quant | size MiB | exact free | exact grammar | valid free | valid grammar | F1 free | truncated | reused | tok/s | verdict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for q in manifest["quants"]:
         verdict = "**chosen**" if q["quant"] == chosen["quant"] else ("eligible" if q["eligible"] else "; ".join(q["rejected_because"]))
         lines.append(
             f"| {q['quant']} | {q['size_bytes'] / 2**20:.1f} | {_pct(q['exact_match'])} | {_pct(q['constrained_exact_match'])} "
             f"| {_pct(q['valid_rate'])} | {_pct(q['constrained_valid_rate'])} | {_pct(q['f1'])} | {q['truncated']} "
-            f"| {q['tokens_per_second']:.1f} | {verdict} |"
+            f"| {'-' if q['constrained_reused'] is None else q['constrained_reused']} | {q['tokens_per_second']:.1f} | {verdict} |"
         )
     lines += [
         "",
@@ -244,6 +247,14 @@ def report(manifest: dict[str, Any], verification: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------- stage
+def _remove_stale_staging(run_dir: RunDir) -> None:
+    """Staging folders of exports that were killed outright (SIGKILL, power loss) and could not clean up."""
+    for stale in run_dir.root.glob(".export-*"):
+        pid = stale.name.split("-")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _install(staged: Path, target: Path) -> None:
     """Replace ``target`` by the complete ``staged`` folder with two renames (same filesystem)."""
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -279,7 +290,7 @@ def run(config: ExportConfig) -> Path:
     quant_names = sorted(config.quants, key=lambda q: q != "F16")  # F16 first: every other quant is made from it
     name = config.run
 
-    steps = tqdm(total=4 + len(quant_names), desc="export", unit="step")
+    steps = tqdm(total=3 + len(quant_names), desc="export", unit="step")
 
     def step(label: str) -> None:
         steps.set_postfix_str(label)
@@ -289,7 +300,8 @@ def run(config: ExportConfig) -> Path:
         timings[label] = round(time.time() - timings[label], 2)
         steps.update()
 
-    work = Path(tempfile.mkdtemp(prefix=".export-", dir=run_dir.root))
+    _remove_stale_staging(run_dir)
+    work = Path(tempfile.mkdtemp(prefix=f".export-{os.getpid()}-", dir=run_dir.root))
     logs = run_dir.root / "export-logs"
     logs.mkdir(exist_ok=True)
     try:
@@ -360,7 +372,7 @@ def run(config: ExportConfig) -> Path:
                 "constrained_invalid_stopped": constrained.stopped_invalid if constrained else 0,
                 "truncated": result.free.truncated + (constrained.truncated if constrained else 0),
                 "tokens_per_second": round(result.free.tokens_per_second, 2),
-                "constrained_tokens_per_second": constrained and round(constrained.tokens_per_second, 2),
+                "constrained_reused": constrained and constrained.reused,
                 "tensor_types": tensor_types,
             })
         chosen = choose(quants, config)
@@ -447,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"quants=[{','.join(args.quants)}]")
     if args.eval_samples is not None:
         overrides.append(f"eval_samples={args.eval_samples}")
+    # SIGTERM (docker stop, CI timeouts) unwinds like Ctrl-C, so the staging folder is removed
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         config = load(ExportConfig, args.config, overrides)
         bundle = run(config)

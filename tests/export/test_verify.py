@@ -61,3 +61,24 @@ def test_broken_tokenizer_config_fails_loudly(tmp_path, tiny_merged, tiny_f16, e
 def test_end_of_turn_comes_from_the_chat_template(tiny_merged):
     tokenizer = _tokenizer(tiny_merged)
     assert tokenizer.convert_ids_to_tokens(end_of_turn_id(tokenizer)) == "<|im_end|>"
+
+
+def test_grammar_acceptance_decides_when_a_free_answer_is_also_the_constrained_one(tiny_merged, tiny_f16, robot_task):
+    """A greedy free answer the grammar admits token by token (and at its stop token) is what constrained decoding
+    would produce; anything else must be generated again under the grammar."""
+    from export.verify import _Answer, _grammar_accepts, load_llama
+
+    tokenizer = _tokenizer(tiny_merged)
+    grammar = robot_task.contract.grammar()
+    llm = load_llama(tiny_f16, n_ctx=64, n_threads=2)
+
+    def answer(text, stop=2):
+        return _Answer(tokenizer.encode(text, add_special_tokens=False), stop, 0.0)
+
+    valid = robot_task.examples[1]["assistant"]
+    assert _grammar_accepts(llm, grammar, answer(valid))
+    assert not _grammar_accepts(llm, grammar, answer(valid, stop=None)), "ran into max_tokens: never reused"
+    assert not _grammar_accepts(llm, grammar, answer(valid[:-1])), "incomplete: EOS not allowed yet"
+    assert not _grammar_accepts(llm, grammar, answer(valid.replace("kitchen", "moon")))
+    assert not _grammar_accepts(llm, grammar, answer('["nav.dock()"] trailing'))
+    llm.close()
