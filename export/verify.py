@@ -49,21 +49,15 @@ def read_gguf(path: Path) -> Any:
                           "corrupt. Delete it and export again") from exc
 
 
-def gguf_field(reader: Any, key: str) -> Any:
-    """The value of metadata ``key``, or None."""
-    entry = reader.fields.get(key)
-    return None if entry is None else entry.contents()
-
-
 def load_llama(path: Path, **kwargs: Any) -> "llama_cpp.Llama":
     """A quiet ``llama_cpp.Llama`` for ``path``, with a clear error for a file llama.cpp cannot load."""
     import llama_cpp
 
-    read_gguf(path)
     try:
         with native_output_to(os.devnull):  # context-size notices llama.cpp prints even when not verbose
             return llama_cpp.Llama(str(path), verbose=False, **kwargs)
     except ValueError as exc:
+        read_gguf(path)  # the clearer error when the file itself is broken
         raise ExportError(f"{path}: llama.cpp cannot load it ({exc}); the file is corrupt or of an architecture "
                           "this llama-cpp-python does not run") from exc
 
@@ -143,37 +137,39 @@ def _compare_tokenization(llm: "llama_cpp.Llama", tokenizer: Any, template: str 
 
 def check_tokenizer(gguf_path: Path, tokenizer: Any, texts: Sequence[str] = (),
                     chats: Sequence[Messages] = ()) -> dict[str, Any]:
-    """(a) The GGUF's chat template, BOS/EOS/end-of-turn ids, special tokens and the token ids of ``texts``,
-    ``PROBE_STRINGS`` and the rendered ``chats`` equal the HF tokenizer's. Raises TokenizerMismatch listing every
-    difference; returns a summary of what was compared."""
-    reader = read_gguf(gguf_path)
+    """(a) The GGUF's chat template, BOS/EOS/UNK/PAD ids, special tokens and the token ids of ``texts``,
+    ``PROBE_STRINGS`` and the rendered ``chats`` equal the HF tokenizer's, as llama.cpp itself reads the file.
+    Raises TokenizerMismatch listing every difference; returns a summary of what was compared."""
+    import llama_cpp
+
     problems: list[str] = []
-    template = gguf_field(reader, "tokenizer.chat_template")
-    if template != tokenizer.chat_template:
-        if template is None or tokenizer.chat_template is None:
-            which = "the GGUF" if template is None else "the HF tokenizer"
-            problems.append(f"chat template: {which} has none (llama-cpp-python would fall back to llama-2 format)")
-        else:
-            at = _first_difference(template, tokenizer.chat_template)
-            problems.append(f"chat template differs from char {at}: GGUF {template[at:at + 40]!r} vs "
-                            f"HF {tokenizer.chat_template[at:at + 40]!r}")
-    ids = {}
-    for name, key in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id"),
-                      ("pad", "padding_token_id")):
-        hf_id, gguf_id = getattr(tokenizer, f"{name}_token_id"), gguf_field(reader, f"tokenizer.ggml.{key}")
-        ids[name] = hf_id
-        if hf_id is not None and gguf_id != hf_id:
-            problems.append(f"{name.upper()} token id: GGUF {gguf_id} vs HF {hf_id} ({getattr(tokenizer, name + '_token')!r})")
-    tokens = gguf_field(reader, "tokenizer.ggml.tokens") or []
-    types = gguf_field(reader, "tokenizer.ggml.token_type") or []
-    specials = {i: t.content for i, t in tokenizer.added_tokens_decoder.items() if t.special}
-    for token_id, content in specials.items():
-        if token_id >= len(tokens) or tokens[token_id] != content:
-            got = tokens[token_id] if token_id < len(tokens) else "<missing>"
-            problems.append(f"special token {token_id}: GGUF {got!r} vs HF {content!r}")
-        elif types[token_id] not in (3, 4):  # gguf.TokenType.CONTROL, USER_DEFINED
-            problems.append(f"special token {content!r} ({token_id}) is a normal token in the GGUF (type {types[token_id]})")
     with contextlib.closing(load_llama(gguf_path, vocab_only=True)) as llm:
+        metadata, vocab = llm.metadata, llm._model.vocab
+        template = metadata.get("tokenizer.chat_template")
+        if template != tokenizer.chat_template:
+            if template is None or tokenizer.chat_template is None:
+                which = "the GGUF" if template is None else "the HF tokenizer"
+                problems.append(f"chat template: {which} has none (llama-cpp-python would fall back to llama-2 format)")
+            else:
+                at = _first_difference(template, tokenizer.chat_template)
+                problems.append(f"chat template differs from char {at}: GGUF {template[at:at + 40]!r} vs "
+                                f"HF {tokenizer.chat_template[at:at + 40]!r}")
+        ids = {}
+        for name, key in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id"),
+                          ("pad", "padding_token_id")):
+            hf_id, gguf_id = getattr(tokenizer, f"{name}_token_id"), metadata.get(f"tokenizer.ggml.{key}")
+            ids[name] = hf_id
+            if hf_id is not None and gguf_id != str(hf_id):
+                problems.append(f"{name.upper()} token id: GGUF {gguf_id} vs HF {hf_id} "
+                                f"({getattr(tokenizer, name + '_token')!r})")
+        specials = {i: t.content for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+        special_attrs = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+        for token_id, content in specials.items():
+            text = llm._model.token_get_text(token_id) if token_id < llm.n_vocab() else "<missing>"
+            if text != content:
+                problems.append(f"special token {token_id}: GGUF {text!r} vs HF {content!r}")
+            elif not llama_cpp.llama_vocab_get_attr(vocab, token_id) & special_attrs:
+                problems.append(f"special token {content!r} ({token_id}) is a normal token in the GGUF")
         _compare_tokenization(llm, tokenizer, template, texts, chats, problems)
     if problems:
         raise TokenizerMismatch(f"{gguf_path.name}: the GGUF tokenizer does not match the trained tokenizer:\n  - "
