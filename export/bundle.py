@@ -88,6 +88,33 @@ def _data_hashes(run: RunDir) -> dict[str, str]:
     return {p.stem: sha256_file(p) for p in sorted(run.data.glob("*.jsonl"))}
 
 
+def _tokenizer_probes(task: TaskSpec, tokenizer: Any, sample: Sequence[Example]) -> tuple[list[str], list[Any]]:
+    """Strings and chats both tokenizers must agree on: the task's own text and rendered test conversations."""
+    from export.verify import chat_text
+
+    texts = [task.system, *(e[k] for e in task.examples for k in ("user", "assistant"))]
+    for messages, reference in sample:
+        texts += [m["content"] for m in messages] + [reference]
+        texts.append(chat_text(tokenizer, [*messages, {"role": "assistant", "content": reference}], False))
+    return texts, [messages for messages, _ in sample]
+
+
+def _quant_entry(quant: str, path: Path, result: Any, tensor_types: dict[str, int]) -> dict[str, Any]:
+    """One quant's line in the bundle manifest (``result``: export.verify.QuantResult)."""
+    free, constrained = result.free, result.constrained
+    return {
+        "quant": quant, "file": path.name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size,
+        "n": result.n, "exact_match": free.exact_match, "valid_rate": free.valid_rate, "f1": free.f1,
+        "constrained_exact_match": constrained.exact_match if constrained else None,
+        "constrained_valid_rate": constrained.valid_rate if constrained else None,
+        "constrained_invalid_stopped": constrained.stopped_invalid if constrained else 0,
+        "constrained_reused": constrained.reused if constrained else None,
+        "truncated": free.truncated + (constrained.truncated if constrained else 0),
+        "tokens_per_second": round(free.tokens_per_second, 2),
+        "tensor_types": tensor_types,
+    }
+
+
 # ---------------------------------------------------------------------------------------------------- choosing
 def choose(quants: list[dict[str, Any]], config: ExportConfig) -> dict[str, Any]:
     """The smallest quant within ``tolerance`` points of F16's exact match that stops by itself and fits the
@@ -323,12 +350,7 @@ def run(config: ExportConfig) -> Path:
         if tokenizer.chat_template is None:
             raise ExportError(f"{run_dir.adapter}: the tokenizer saved with the adapter has no chat template, so "
                               "the GGUF could not be prompted the way the model was trained; save it with the adapter")
-        chats = [messages for messages, _ in sample[:TOKENIZER_CHECK_CHATS]]
-        texts = [task.system, *(e[k] for e in task.examples for k in ("user", "assistant")),
-                 *(m["content"] for messages, _ in sample[:TOKENIZER_CHECK_CHATS] for m in messages),
-                 *(reference for _, reference in sample[:TOKENIZER_CHECK_CHATS]),
-                 *(verify.chat_text(tokenizer, [*messages, {"role": "assistant", "content": reference}], False)
-                   for messages, reference in sample[:TOKENIZER_CHECK_CHATS])]
+        texts, chats = _tokenizer_probes(task, tokenizer, sample[:TOKENIZER_CHECK_CHATS])
         tokenizer_summary = verify.check_tokenizer(files["F16"], tokenizer, texts, chats)
         model = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
         greedy = verify.greedy_agreement(model, tokenizer, files["F16"], [m for m, _ in sample[:config.greedy_prompts]],
@@ -360,21 +382,7 @@ def run(config: ExportConfig) -> Path:
             done(quant)
         steps.close()
 
-        quants = []
-        for quant, result, tensor_types in results:
-            constrained = result.constrained
-            quants.append({
-                "quant": quant, "file": files[quant].name, "sha256": sha256_file(files[quant]),
-                "size_bytes": files[quant].stat().st_size, "n": result.n,
-                "exact_match": result.free.exact_match, "valid_rate": result.free.valid_rate, "f1": result.free.f1,
-                "constrained_exact_match": constrained and constrained.exact_match,
-                "constrained_valid_rate": constrained and constrained.valid_rate,
-                "constrained_invalid_stopped": constrained.stopped_invalid if constrained else 0,
-                "truncated": result.free.truncated + (constrained.truncated if constrained else 0),
-                "tokens_per_second": round(result.free.tokens_per_second, 2),
-                "constrained_reused": constrained and constrained.reused,
-                "tensor_types": tensor_types,
-            })
+        quants = [_quant_entry(quant, files[quant], result, types) for quant, result, types in results]
         chosen = choose(quants, config)
         stops = sorted({tokenizer.convert_ids_to_tokens(i) for i in verify.stop_token_ids(tokenizer)})
         gen = task.generation
