@@ -468,13 +468,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_samples is not None:
         overrides.append(f"eval_samples={args.eval_samples}")
     # SIGTERM (docker stop, CI timeouts) unwinds like Ctrl-C, so the staging folder is removed
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
-        config = load(ExportConfig, args.config, overrides)
-        bundle = run(config)
+        bundle = run(load(ExportConfig, args.config, overrides))
     except (ConfigError, ExportError) as exc:
         print(f"export: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     manifest = json.loads((bundle / "manifest.json").read_text())
     print(f"export: {bundle} -- chosen {manifest['chosen']['quant']} ({manifest['chosen']['file']}); see REPORT.md")
     return 0
