@@ -105,3 +105,10 @@ def test_config_errors_name_the_field():
 def test_cli_reports_errors_without_a_traceback(capsys, tmp_path):
     assert bundle.main(["--run", "nope", f"runs_dir={tmp_path}"]) == 2
     assert "export: error:" in capsys.readouterr().err
+
+
+def test_example_config_is_the_defaults():
+    from pathlib import Path
+
+    example = Path(bundle.__file__).parent / "configs" / "default.yaml"
+    assert load(ExportConfig, example, ["run=r"]) == ExportConfig(run="r")
