@@ -383,7 +383,12 @@ def run(config: ExportConfig) -> Path:
         steps.close()
 
         quants = [_quant_entry(quant, files[quant], result, types) for quant, result, types in results]
-        chosen = choose(quants, config)
+        try:
+            chosen = choose(quants, config)
+        except ExportError as exc:
+            raise ExportError(f"{exc}\nMeasurements of every quant: {logs / 'quants.json'}") from None
+        finally:
+            atomic_write_json(logs / "quants.json", quants)  # the measurements survive a failed choice
         stops = sorted({tokenizer.convert_ids_to_tokens(i) for i in verify.stop_token_ids(tokenizer)})
         gen = task.generation
         train_stage = run_dir.stage("train") or {}

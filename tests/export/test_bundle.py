@@ -49,6 +49,7 @@ def test_export_writes_a_complete_verified_bundle(make_run):
     assert (out / "quality_vs_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert run.stage("export")["outputs"]["chosen"]["quant"] == "Q4_K_M"
     assert not [p for p in run.root.iterdir() if p.name.startswith(".")]
+    assert json.loads((run.root / "export-logs" / "quants.json").read_text()) == manifest["quants"]
 
 
 def test_run_without_adapter_is_a_clear_error(make_run):
