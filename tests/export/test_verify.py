@@ -1,0 +1,84 @@
+"""The tokenizer/template check: silent on a faithful GGUF, loud on every way a tokenizer goes wrong in export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from export.verify import TokenizerMismatch, check_tokenizer, end_of_turn_id
+
+CHAT = [{"role": "system", "content": "You translate robot commands."}, {"role": "user", "content": "Sit down."}]
+
+
+def _tokenizer(directory):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def test_faithful_gguf_passes_and_reports_what_it_compared(tiny_merged, tiny_f16):
+    summary = check_tokenizer(tiny_f16, _tokenizer(tiny_merged), ["Go to the kitchen."], [CHAT])
+    assert summary["chat_template"] == "identical"
+    assert (summary["bos_id"], summary["eos_id"], summary["end_of_turn"]) == (1, 2, "<|im_end|>")
+    assert summary["special_tokens"] >= 3 and summary["chat_prompts"] == 1
+
+
+def _broken(tmp_path, source, edit):
+    broken = tmp_path / "broken-tokenizer"
+    shutil.copytree(source, broken, ignore=shutil.ignore_patterns("*.safetensors"))
+    edit(broken)
+    return _tokenizer(broken)
+
+
+def _set_eos(directory):
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config["eos_token"] = "<|endoftext|>"
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+
+
+def _edit_template(directory):
+    path = directory / "chat_template.jinja"
+    path.write_text(path.read_text().replace("<|im_start|>' + message['role'] + '\n'", "<|im_start|>' + message['role'] + ': '"))
+
+
+def _drop_template(directory):
+    (directory / "chat_template.jinja").unlink()
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (_set_eos, r"EOS token id: GGUF 2 vs HF 0"),
+    (_edit_template, r"chat template differs from char \d+(.|\n)*chat prompt rendered by llama-cpp-python differs"),
+    (_drop_template, r"chat template: the HF tokenizer has none"),
+], ids=["wrong-eos", "edited-template", "no-template"])
+def test_broken_tokenizer_config_fails_loudly(tmp_path, tiny_merged, tiny_f16, edit, expected):
+    tokenizer = _broken(tmp_path, tiny_merged, edit)
+    with pytest.raises(TokenizerMismatch, match=expected):
+        check_tokenizer(tiny_f16, tokenizer, [], [CHAT])
+
+
+def test_end_of_turn_comes_from_the_chat_template(tiny_merged):
+    tokenizer = _tokenizer(tiny_merged)
+    assert tokenizer.convert_ids_to_tokens(end_of_turn_id(tokenizer)) == "<|im_end|>"
+
+
+def test_grammar_acceptance_decides_when_a_free_answer_is_also_the_constrained_one(tiny_merged, tiny_f16, robot_task):
+    """A greedy free answer the grammar admits token by token (and at its stop token) is what constrained decoding
+    would produce; anything else must be generated again under the grammar."""
+    from export.verify import _Answer, _grammar_accepts, load_llama
+
+    tokenizer = _tokenizer(tiny_merged)
+    grammar = robot_task.contract.grammar()
+    llm = load_llama(tiny_f16, n_ctx=64, n_threads=2)
+
+    def answer(text, stop=2):
+        return _Answer(tokenizer.encode(text, add_special_tokens=False), stop, 0.0)
+
+    valid = robot_task.examples[1]["assistant"]
+    assert _grammar_accepts(llm, grammar, answer(valid))
+    assert not _grammar_accepts(llm, grammar, answer(valid, stop=None)), "ran into max_tokens: never reused"
+    assert not _grammar_accepts(llm, grammar, answer(valid[:-1])), "incomplete: EOS not allowed yet"
+    assert not _grammar_accepts(llm, grammar, answer(valid.replace("kitchen", "moon")))
+    assert not _grammar_accepts(llm, grammar, answer('["nav.dock()"] trailing'))
+    llm.close()
