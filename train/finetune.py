@@ -187,13 +187,13 @@ def resolve_hardware(config: FinetuneConfig) -> Hardware:
         if device == "cuda":
             dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
         else:
-            dtype = "bfloat16" if _cpu_has_native_bf16() else "float32"
+            dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
         why.append(f"dtype=auto -> {dtype} on {device}")
     threads = config.threads or max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     return Hardware(device, quant, dtype, threads, world_size, rank, "; ".join(why))
 
 
-def _cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16() -> bool:
     """True on CPUs with bf16 matmul instructions (AVX512-BF16 / AMX), where bf16 beats fp32."""
     import torch
 
@@ -268,7 +268,7 @@ def run(config: FinetuneConfig) -> Path:
 
     torch.set_num_threads(hardware.threads)
     set_seed(config.seed)
-    model, tokenizer, fallback_template = _load_model(ref, hardware)
+    model, tokenizer, fallback_template = _load_model(ref, hardware, config.padding_free)
 
     encoded, dropped = {}, {}
     for name in ("train", "val"):
@@ -355,7 +355,7 @@ def _is_up_to_date(adapter_dir: Path, key: str) -> bool:
         return False
 
 
-def _load_model(ref: Any, hardware: Hardware) -> tuple[Any, Any, bool]:
+def _load_model(ref: Any, hardware: Hardware, padding_free: bool) -> tuple[Any, Any, bool]:
     """Model (quantized or not, in the compute dtype) and tokenizer, with a chat template guaranteed."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -381,6 +381,10 @@ def _load_model(ref: Any, hardware: Hardware) -> tuple[Any, Any, bool]:
         )
         kwargs["device_map"] = {"": f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"} if hardware.device == "cuda" \
             else {"": "cpu"}
+    if padding_free:
+        from train.packed_attention import register
+
+        kwargs["attn_implementation"] = register()  # causal SDPA per packed sequence instead of a dense mask
     model = AutoModelForCausalLM.from_pretrained(directory, **kwargs)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer, fallback
