@@ -4,11 +4,13 @@
     python -m train.bench_finetune --steps 10 --with fp32,nf4   also the fp32 and NF4 variants (what auto chooses)
 
 Variants (each a LoRA on all linear layers, same examples, same batches, one optimizer step = --batch examples):
-  default   padding-free rows, logits only where the loss is, the auto dtype (bf16 on bf16-capable CPUs)
-  padded    padded batches, otherwise default (isolates padding-free)
-  naive     padded batches, logits for every position (HF's built-in loss): the usual recipe
-  fp32      default in float32 (--with fp32)
-  nf4       default on an NF4-quantized base (--with nf4; bitsandbytes)
+  default   the shipped settings: padding-free rows holding the shared system prompt once, per-sequence causal
+            attention, logits only where the loss is, the auto dtype (bf16 on bf16-capable CPUs)
+  no-share  default without the shared prefix (trl's padding-free rows)
+  padded    padded batches, stock sdpa, otherwise default
+  naive     padded batches, stock sdpa, logits for every position (HF's built-in loss), float32: the usual recipe
+  fp32      default in float32                       (--with fp32)
+  nf4       default on an NF4-quantized base         (--with nf4; bitsandbytes)
 
 Steps of all variants are interleaved (one step of each in turn), so a busy or shared machine slows them alike;
 tokens/s counts real tokens (no padding) over wall time. The first step of each variant is a warm-up, not timed.
@@ -27,7 +29,7 @@ from typing import Any
 @dataclass
 class Variant:
     name: str
-    padding_free: bool
+    layout: str  #: "shared" (shared-prefix rows), "free" (trl padding-free rows) or "padded"
     answer_only_logits: bool
     dtype: str
     quant: str = "none"
@@ -42,7 +44,10 @@ def _build(variant: Variant, directory: Any, lora_r: int, lora_alpha: int) -> tu
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, variant.dtype)}
+    from train.packed_attention import register
+
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, variant.dtype),
+                              "attn_implementation": "sdpa" if variant.layout == "padded" else register()}
     if variant.quant == "nf4":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -62,6 +67,7 @@ def _step(variant: Variant, model: Any, optimizer: Any, batch: dict[str, Any]) -
 
     from train.sft_trainer import answer_only_loss
 
+    batch = {k: v for k, v in batch.items() if k != "example_tokens"}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.dtype == "bfloat16"):
         if variant.answer_only_logits:
             loss, _ = answer_only_loss(model, batch)
@@ -70,7 +76,7 @@ def _step(variant: Variant, model: Any, optimizer: Any, batch: dict[str, Any]) -
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss)
+    return loss.item()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,27 +113,32 @@ def main(argv: list[str] | None = None) -> int:
     encoded, _ = encode_all(tokenizer, conversations[:needed], config.max_length, "train")
     batches = [encoded[i:i + args.batch] for i in range(0, len(encoded), args.batch)][: args.steps + 1]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    collate = {free: DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=free) for free in (True, False)}
+    from train.packed_attention import SharedPrefixCollator, shared_prefix_length
+
+    prefix = shared_prefix_length([e.input_ids for e in encoded], [e.prompt_length for e in encoded])
+    collate = {"shared": SharedPrefixCollator(prefix),
+               "free": DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=True),
+               "padded": DataCollatorForLanguageModeling(pad_token_id=pad_id)}
 
     auto_dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
-    variants = [Variant("default", True, True, auto_dtype), Variant("padded", False, True, auto_dtype),
-                Variant("naive", False, False, auto_dtype)]
+    variants = [Variant("default", "shared", True, auto_dtype), Variant("no-share", "free", True, auto_dtype),
+                Variant("padded", "padded", True, auto_dtype), Variant("naive", "padded", False, "float32")]
     extra = {e.strip() for e in args.extra.split(",") if e.strip()}
     if "fp32" in extra:
-        variants.append(Variant("fp32", True, True, "float32"))
+        variants.append(Variant("fp32", "shared", True, "float32"))
     if "nf4" in extra:
-        variants.append(Variant("nf4", True, True, auto_dtype, quant="nf4"))
+        variants.append(Variant("nf4", "shared", True, auto_dtype, quant="nf4"))
     unknown = extra - {"fp32", "nf4"}
     if unknown:
         parser.error(f"--with: unknown variant(s) {sorted(unknown)}; choose from fp32, nf4")
     built = {v.name: _build(v, directory, config.lora.r, config.lora.alpha) for v in variants}
 
-    print(f"{len(batches) - 1} timed steps x {args.batch} examples per variant; torch {torch.__version__}, "
+    print(f"{len(batches) - 1} timed steps x {args.batch} examples per variant (shared prefix: {prefix} tokens); torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} cores, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY')}, load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
     for index, examples in enumerate(batches):
         for variant in variants:
-            batch = collate[variant.padding_free](
+            batch = collate[variant.layout](
                 [{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
             wall, cpu = time.perf_counter(), time.process_time()
             loss = _step(variant, *built[variant.name], batch)

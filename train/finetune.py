@@ -90,6 +90,7 @@ class FinetuneConfig:
     weight_decay: float = 0.0  #: AdamW weight decay on the adapter
     max_length: int = 256  #: longest example in tokens; longer ones are dropped (truncation would cut off EOS)
     padding_free: bool = True  #: concatenate a batch into one row (no padding) instead of padding it
+    share_prefix: bool = True  #: padding-free rows hold the prompt prefix all examples share (system message) once
     save_steps: int = 20  #: checkpoint every this many steps (for --resume)
     lora: LoraSettings = field(default_factory=LoraSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
@@ -321,6 +322,7 @@ def run(config: FinetuneConfig) -> Path:
                      "threads": hardware.threads, "processes": hardware.world_size, "auto": hardware.why,
                      "cpu_count": os.cpu_count()},
         "chat_template_fallback": fallback_template,
+        "shared_prefix_tokens": trainer.shared_prefix_tokens,
         "train_runtime_metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
     }
     atomic_write(staging / "train_config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
@@ -396,11 +398,18 @@ def _build_trainer(config: FinetuneConfig, hardware: Hardware, model: Any, token
     from peft import LoraConfig
     from trl import SFTConfig
 
+    from train.packed_attention import SharedPrefixCollator, shared_prefix_length
     from train.sft_trainer import AnswerOnlyTrainer, TokenProgress
 
     def as_dataset(items: list) -> Dataset:
         return Dataset.from_dict({"input_ids": [e.input_ids for e in items], "labels": [e.labels for e in items]})
 
+    collator, prefix = None, 0
+    if config.padding_free and config.share_prefix:
+        everything = encoded["train"] + encoded["val"]
+        prefix = shared_prefix_length([e.input_ids for e in everything], [e.prompt_length for e in everything])
+        if prefix:
+            collator = SharedPrefixCollator(prefix)
     per_step = config.batch_size * config.grad_accum * hardware.world_size
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * len(encoded["train"]) / per_step))
     evals = config.eval.val_evals
@@ -429,7 +438,7 @@ def _build_trainer(config: FinetuneConfig, hardware: Hardware, model: Any, token
         use_cpu=hardware.device == "cpu",
         bf16=hardware.dtype == "bfloat16",
         gradient_checkpointing=False,  # trl's default is True: it trades ~30% speed for memory small models need not
-        padding_free=config.padding_free,
+        padding_free=config.padding_free and collator is None,  # trl's own padding-free collator
         packing=False,
         max_length=None,  # already enforced by encode_all (dropping, not truncating)
         dataset_kwargs={"skip_prepare_dataset": True},
@@ -453,7 +462,9 @@ def _build_trainer(config: FinetuneConfig, hardware: Hardware, model: Any, token
         eval_dataset=as_dataset(encoded["val"]) if evals else None,
         processing_class=tokenizer,
         peft_config=peft_config,
+        data_collator=collator,
     )
+    trainer.shared_prefix_tokens = prefix
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # a dict per step on stdout; the progress bar says it better

@@ -25,12 +25,16 @@ class AnswerOnlyTrainer(SFTTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.train_tokens = 0  #: tokens (prompt + answer, no padding) fed to the model in training, this process
+        self.train_tokens = 0  #: tokens of the examples trained on (prompt + answer, no padding), this process
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        example_tokens = inputs.pop("example_tokens", None)  # SharedPrefixCollator: tokens before sharing
         if model.training:
             mask = inputs.get("attention_mask")
-            self.train_tokens += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+            if example_tokens is not None:
+                self.train_tokens += int(example_tokens)
+            else:
+                self.train_tokens += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
         loss, outputs = answer_only_loss(model, inputs, num_items_in_batch)
         # like Trainer.compute_loss: num_items_in_batch counts every rank's tokens and DDP averages the gradients
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
