@@ -90,6 +90,7 @@ class FinetuneConfig:
     weight_decay: float = 0.0  #: AdamW weight decay on the adapter
     max_length: int = 256  #: longest example in tokens; longer ones are dropped (truncation would cut off EOS)
     padding_free: bool = True  #: concatenate a batch into one row (no padding) instead of padding it
+    share_prefix: bool = True  #: padding-free rows hold the prompt prefix all examples share (system message) once
     save_steps: int = 20  #: checkpoint every this many steps (for --resume)
     lora: LoraSettings = field(default_factory=LoraSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
@@ -187,13 +188,13 @@ def resolve_hardware(config: FinetuneConfig) -> Hardware:
         if device == "cuda":
             dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
         else:
-            dtype = "bfloat16" if _cpu_has_native_bf16() else "float32"
+            dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
         why.append(f"dtype=auto -> {dtype} on {device}")
     threads = config.threads or max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     return Hardware(device, quant, dtype, threads, world_size, rank, "; ".join(why))
 
 
-def _cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16() -> bool:
     """True on CPUs with bf16 matmul instructions (AVX512-BF16 / AMX), where bf16 beats fp32."""
     import torch
 
@@ -268,7 +269,7 @@ def run(config: FinetuneConfig) -> Path:
 
     torch.set_num_threads(hardware.threads)
     set_seed(config.seed)
-    model, tokenizer, fallback_template = _load_model(ref, hardware)
+    model, tokenizer, fallback_template = _load_model(ref, hardware, config.padding_free)
 
     encoded, dropped = {}, {}
     for name in ("train", "val"):
@@ -321,6 +322,7 @@ def run(config: FinetuneConfig) -> Path:
                      "threads": hardware.threads, "processes": hardware.world_size, "auto": hardware.why,
                      "cpu_count": os.cpu_count()},
         "chat_template_fallback": fallback_template,
+        "shared_prefix_tokens": trainer.shared_prefix_tokens,
         "train_runtime_metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
     }
     atomic_write(staging / "train_config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
@@ -355,7 +357,7 @@ def _is_up_to_date(adapter_dir: Path, key: str) -> bool:
         return False
 
 
-def _load_model(ref: Any, hardware: Hardware) -> tuple[Any, Any, bool]:
+def _load_model(ref: Any, hardware: Hardware, padding_free: bool) -> tuple[Any, Any, bool]:
     """Model (quantized or not, in the compute dtype) and tokenizer, with a chat template guaranteed."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -381,6 +383,10 @@ def _load_model(ref: Any, hardware: Hardware) -> tuple[Any, Any, bool]:
         )
         kwargs["device_map"] = {"": f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"} if hardware.device == "cuda" \
             else {"": "cpu"}
+    if padding_free:
+        from train.packed_attention import register
+
+        kwargs["attn_implementation"] = register()  # causal SDPA per packed sequence instead of a dense mask
     model = AutoModelForCausalLM.from_pretrained(directory, **kwargs)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer, fallback
@@ -392,11 +398,18 @@ def _build_trainer(config: FinetuneConfig, hardware: Hardware, model: Any, token
     from peft import LoraConfig
     from trl import SFTConfig
 
+    from train.packed_attention import SharedPrefixCollator, shared_prefix_length
     from train.sft_trainer import AnswerOnlyTrainer, TokenProgress
 
     def as_dataset(items: list) -> Dataset:
         return Dataset.from_dict({"input_ids": [e.input_ids for e in items], "labels": [e.labels for e in items]})
 
+    collator, prefix = None, 0
+    if config.padding_free and config.share_prefix:
+        everything = encoded["train"] + encoded["val"]
+        prefix = shared_prefix_length([e.input_ids for e in everything], [e.prompt_length for e in everything])
+        if prefix:
+            collator = SharedPrefixCollator(prefix)
     per_step = config.batch_size * config.grad_accum * hardware.world_size
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * len(encoded["train"]) / per_step))
     evals = config.eval.val_evals
@@ -425,7 +438,7 @@ def _build_trainer(config: FinetuneConfig, hardware: Hardware, model: Any, token
         use_cpu=hardware.device == "cpu",
         bf16=hardware.dtype == "bfloat16",
         gradient_checkpointing=False,  # trl's default is True: it trades ~30% speed for memory small models need not
-        padding_free=config.padding_free,
+        padding_free=config.padding_free and collator is None,  # trl's own padding-free collator
         packing=False,
         max_length=None,  # already enforced by encode_all (dropping, not truncating)
         dataset_kwargs={"skip_prepare_dataset": True},
@@ -449,7 +462,9 @@ def _build_trainer(config: FinetuneConfig, hardware: Hardware, model: Any, token
         eval_dataset=as_dataset(encoded["val"]) if evals else None,
         processing_class=tokenizer,
         peft_config=peft_config,
+        data_collator=collator,
     )
+    trainer.shared_prefix_tokens = prefix
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # a dict per step on stdout; the progress bar says it better

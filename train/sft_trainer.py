@@ -25,29 +25,42 @@ class AnswerOnlyTrainer(SFTTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.train_tokens = 0  #: tokens (prompt + answer, no padding) fed to the model in training, this process
+        self.train_tokens = 0  #: tokens of the examples trained on (prompt + answer, no padding), this process
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs.pop("labels")
-        targets = labels[:, 1:]  # position t predicts token t + 1
-        keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)
-        outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
-        kept = targets[:, keep]
-        loss = F.cross_entropy(
-            outputs.logits.float().reshape(-1, outputs.logits.size(-1)),
-            kept.reshape(-1),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
-        count = num_items_in_batch if num_items_in_batch is not None else (kept != IGNORE_INDEX).sum()
-        loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
+        example_tokens = inputs.pop("example_tokens", None)  # SharedPrefixCollator: tokens before sharing
+        if model.training:
+            mask = inputs.get("attention_mask")
+            if example_tokens is not None:
+                self.train_tokens += int(example_tokens)
+            else:
+                self.train_tokens += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+        loss, outputs = answer_only_loss(model, inputs, num_items_in_batch)
         # like Trainer.compute_loss: num_items_in_batch counts every rank's tokens and DDP averages the gradients
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes
-        if model.training:
-            mask = inputs.get("attention_mask")
-            self.train_tokens += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
         return (loss, outputs) if return_outputs else loss
+
+
+def answer_only_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[Any, Any]:
+    """Mean cross-entropy over the labelled tokens, projecting through the LM head only the positions that need it.
+
+    ``inputs`` holds ``labels`` (-100 = no loss) and the model inputs (padded with attention_mask, or padding-free
+    with position_ids); the KV cache is off, which also lets transformers mask packed sequences from each other.
+    """
+    inputs = dict(inputs)
+    targets = inputs.pop("labels")[:, 1:]  # position t predicts token t + 1
+    keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)
+    outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
+    kept = targets[:, keep]
+    loss = F.cross_entropy(
+        outputs.logits.float().reshape(-1, outputs.logits.size(-1)),
+        kept.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    count = num_items_in_batch if num_items_in_batch is not None else (kept != IGNORE_INDEX).sum()
+    return loss / torch.as_tensor(count, device=loss.device).clamp(min=1), outputs
 
 
 class TokenProgress(TrainerCallback):

@@ -121,3 +121,47 @@ def test_padding_free_row_computes_what_separate_sequences_do(tiny_dir, tokenize
         together = model(input_ids=packed, position_ids=positions, use_cache=False).logits[0]
         apart = torch.cat([model(input_ids=torch.tensor([ids])).logits[0] for ids in items])
     torch.testing.assert_close(together, apart, rtol=1e-4, atol=1e-4)
+
+
+def test_shared_prefix_rows_give_the_same_loss_and_gradients(tiny_dir, tokenizer, robot_task):
+    """The system prompt computed once per row must train exactly like every example computed on its own."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from train.packed_attention import SharedPrefixCollator, register, shared_prefix_length
+    from train.sft_trainer import answer_only_loss
+
+    items = [encode(tokenizer, chat(robot_task, u, a)["messages"]) for u, a in
+             [("Sit down.", '["sport.Sit()"]'), ("Wave hello.", '["sport.Hello()"]'),
+              ("Go to the kitchen.", '["nav.go_to(place=\'kitchen\')", "nav.wait_for_arrival()"]')]]
+    rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in items]
+    prefix = shared_prefix_length([e.input_ids for e in items], [e.prompt_length for e in items])
+    system_tokens = len(tokenizer(robot_task.system, add_special_tokens=False)["input_ids"])
+    assert system_tokens < prefix < min(e.prompt_length for e in items)
+
+    def loss_and_grads(attention: str, batch: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32, attn_implementation=attention)
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+        batch = dict(batch)
+        batch.pop("example_tokens", None)
+        loss, _ = answer_only_loss(model, batch)
+        loss.backward()
+        return loss.detach(), [p.grad for n, p in sorted(model.named_parameters()) if p.requires_grad]
+
+    separate = [loss_and_grads("sdpa", DataCollatorForLanguageModeling(pad_token_id=0)([row])) for row in rows]
+    answer_tokens = [sum(label != IGNORE_INDEX for label in e.labels[1:]) for e in items]
+    total = sum(answer_tokens)
+    expected_loss = sum(loss * n for (loss, _), n in zip(separate, answer_tokens)) / total
+    expected_grads = [sum(g[i] * n for (_, g), n in zip(separate, answer_tokens)) / total
+                      for i in range(len(separate[0][1]))]
+
+    shared = SharedPrefixCollator(prefix)(rows)
+    assert shared["input_ids"].shape[1] == sum(len(e.input_ids) for e in items) - 2 * prefix
+    assert shared["example_tokens"] == sum(len(e.input_ids) for e in items)
+    loss, grads = loss_and_grads(register(), shared)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
