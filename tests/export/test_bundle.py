@@ -48,7 +48,8 @@ def test_export_writes_a_complete_verified_bundle(make_run):
     assert "**Chosen: Q4_K_M**" in report and "| Q8_0 |" in report and "quality_vs_size.png" in report
     assert (out / "quality_vs_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert run.stage("export")["outputs"]["chosen"]["quant"] == "Q4_K_M"
-    assert not [p for p in run.root.iterdir() if p.name.startswith(".")]
+    # no staging leftovers (the manifest's lock file is RunDir's own and stays)
+    assert not [p for p in run.root.iterdir() if p.name.startswith(".") and p.name != ".manifest.lock"]
     assert json.loads((run.root / "export-logs" / "quants.json").read_text()) == manifest["quants"]
 
 
@@ -72,7 +73,8 @@ def test_interrupted_export_keeps_the_previous_bundle(make_run, monkeypatch):
         bundle.run(_config(run, quants=["F16", "Q8_0"]))
     assert [p.name for p in run.bundle.iterdir()] == ["manifest.json"]
     assert json.loads((run.bundle / "manifest.json").read_text()) == {"previous": True}
-    assert not [p for p in run.root.iterdir() if p.name.startswith(".")]
+    # no staging leftovers (the manifest's lock file is RunDir's own and stays)
+    assert not [p for p in run.root.iterdir() if p.name.startswith(".") and p.name != ".manifest.lock"]
 
 
 def _quant(name, size, exact, truncated=0, n=50):
