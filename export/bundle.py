@@ -195,20 +195,22 @@ def plot_quality_vs_size(quants: list[dict[str, Any]], chosen: str, path: Path) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    quants = sorted(quants, key=lambda q: q["size_bytes"])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     sizes = [q["size_bytes"] / 2**20 for q in quants]
     ax.plot(sizes, [100 * q["exact_match"] for q in quants], "o-", label="exact match, free")
     if quants[0]["constrained_exact_match"] is not None:
         ax.plot(sizes, [100 * q["constrained_exact_match"] for q in quants], "s--", label="exact match, grammar")
-    for q, size in zip(quants, sizes):
+    for i, (q, size) in enumerate(zip(quants, sizes)):
         label = f"{q['quant']} (chosen)" if q["quant"] == chosen else q["quant"]
-        ax.annotate(label, (size, 100 * q["exact_match"]), textcoords="offset points", xytext=(4, 6), fontsize=8)
+        ax.annotate(label, (size, 100 * q["exact_match"]), textcoords="offset points",
+                    xytext=(4, 6 if i % 2 else -14), fontsize=8)  # alternate sides: close sizes stay readable
     ax.set_xlabel("GGUF size (MiB)")
     ax.set_ylabel("exact match on the test sample (%)")
     ax.set_title("quality vs size per quant")
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
