@@ -200,14 +200,21 @@ def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path, tiny_model, robo
 def test_same_entry_point_trains_under_accelerate_ddp_with_two_cpu_processes(tmp_path, tiny_model, robot_task):
     build_run(tmp_path, robot_task, repeat=4)
     overrides = tiny_overrides(tmp_path, tiny_model, max_steps=4, **{"eval.val_evals": 1})
-    # `--cpu` makes accelerate's simple launcher start ONE process; `--multi_gpu` goes through torchrun, which on a
-    # machine without CUDA starts two CPU processes that join a gloo process group (the DDP path under test).
+    # --multi_gpu is accelerate's multi-process (torchrun) launcher; without CUDA the processes join over gloo
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", "0", "-m", "train", "finetune", *overrides]
+           "--main_process_port", str(_free_port()), "-m", "train", "finetune", *overrides]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "tiny" / "adapter" / "train_report.json").read_text(encoding="utf-8"))
     assert report["hardware"]["processes"] == 2 and report["steps"] == 4
-    assert report["train_tokens"] > 0
+    assert report["train_tokens"] > 0 and "tuned model: exact match" in done.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
