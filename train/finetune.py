@@ -79,12 +79,12 @@ class FinetuneConfig:
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"  #: compute dtype; auto = bfloat16 where the hardware has it
     threads: int = 0  #: torch CPU threads per process (0 = cores / processes)
     seed: int = 0  #: seeds data order, adapter init and the training subset
-    train_examples: int = 400  #: train on this many examples of the train split (0 = all), a seeded sample
-    epochs: float = 1.0  #: passes over the training examples
+    train_examples: int = 0  #: train on this many examples of the train split (0 = all), a seeded sample
+    epochs: float = 1.5  #: passes over the training examples
     max_steps: int = 0  #: stop after this many optimizer steps (0 = from epochs)
     batch_size: int = 8  #: examples per device per step (padding-free: concatenated into one row)
     grad_accum: int = 1  #: micro-batches per optimizer step
-    learning_rate: float = 2e-3  #: peak learning rate (small models like it high)
+    learning_rate: float = 3e-3  #: peak learning rate (small models like it high)
     lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "cosine"  #: decay after warmup
     warmup_ratio: float = 0.06  #: fraction of the steps spent warming up
     weight_decay: float = 0.0  #: AdamW weight decay on the adapter
@@ -157,7 +157,8 @@ def prefer_passive_openmp() -> None:
     On a CPU shared with other jobs, spinning threads burn the time slices their busy siblings need: measured here
     on 2 shared cores, an elementwise op ran 15x and a matmul 2x slower with spinning than with passive waiting.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if not os.environ.get("OMP_WAIT_POLICY"):
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 def resolve_hardware(config: FinetuneConfig) -> Hardware:
