@@ -9,27 +9,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgetune.config import ConfigError
+from edgetune.config import ConfigError, from_dict
 from edgetune.rundir import RunDir
-from edgetune.task import TaskSpec, load_task
+from edgetune.task import GenerationSpec, TaskSpec, load_task
 
 _QUANT_RE = re.compile(r"\.((?:I?Q\d[\w]*)|F16|BF16|F32)\.gguf$", re.IGNORECASE)
-
-
-@dataclass
-class Sampling:
-    """Generation settings shared by every engine in one bench run."""
-
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 40
-    max_tokens: int = 64
-    repeat_penalty: float = 1.0
-    stop: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -41,7 +29,7 @@ class Workload:
     model_source: str  #: "bundle", "embedded" or "model" (given on the command line)
     quant: str
     system_prompt: str
-    sampling: Sampling
+    sampling: GenerationSpec  #: shared by every engine in the run
     grammar: str | None
     prompts: list[str]
     references: list[str | None]  #: expected answers (test split) for the quality columns; None when unknown
@@ -118,16 +106,10 @@ def load_workload(run_dir: RunDir, *, model: str = "", max_tokens: int = 0, use_
         raise ConfigError("model", str(model_path), "GGUF not found; run `make export` or pass --model PATH.gguf")
     quant = (bundle.get("chosen") or {}).get("quant") if source == "bundle" else None
 
-    spec = asdict(task.generation)
-    spec.update(bundle.get("sampling") or {})
-    sampling = Sampling(
-        temperature=float(spec["temperature"]),
-        top_p=float(spec["top_p"]),
-        top_k=int(spec["top_k"]),
-        max_tokens=int(max_tokens or spec["max_tokens"]),
-        repeat_penalty=float(spec["repeat_penalty"]),
-        stop=list(spec.get("stop") or []),
-    )
+    spec = {**asdict(task.generation), **(bundle.get("sampling") or {})}  # fields the bundle leaves out: the task's
+    sampling = from_dict(GenerationSpec, spec, source=bundle_manifest, path="sampling")
+    if max_tokens:
+        sampling = replace(sampling, max_tokens=max_tokens)
     grammar = (bundle["grammar"] if "grammar" in bundle else task.contract.grammar()) if use_grammar else None
 
     test_split = run_dir.data / "test.jsonl"

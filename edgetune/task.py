@@ -15,13 +15,18 @@ TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 
 @dataclass
 class GenerationSpec:
-    """Sampling defaults for the task (used by evaluation, export checks and the server)."""
+    """Sampling settings: the task's defaults (evaluation, export checks), and the one shape the server and the
+    bench read from a bundle manifest's ``sampling`` entry."""
 
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 40
     max_tokens: int = 160
     repeat_penalty: float = 1.0
+    #: strings that end an answer. Task YAMLs usually leave it empty (the chat template's end-of-turn token ends
+    #: it); export writes the tokenizer's end tokens here in the bundle so serve and bench stop where export's
+    #: checks did.
+    stop: list[str] = field(default_factory=list)
 
 
 @dataclass

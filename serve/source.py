@@ -10,29 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from edgetune.config import ConfigError, from_dict
 from edgetune.contract import ContractSpec
 from edgetune.rundir import RunDir
-from edgetune.task import TaskSpec, load_task
+from edgetune.task import GenerationSpec, TaskSpec, load_task
 from serve.config import ServeConfig
 
 DEFAULT_TASK = "robot_sdk"
-
-
-@dataclass
-class SamplingDefaults:
-    """Sampling used when a request leaves a field unset."""
-
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 40
-    max_tokens: int = 160
-    repeat_penalty: float = 1.0
-    stop: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -44,7 +32,7 @@ class Served:
     task: TaskSpec
     contract: ContractSpec
     system_prompt: str
-    sampling: SamplingDefaults
+    sampling: GenerationSpec  #: used when a request leaves a field unset
     grammar: str | None  #: the contract's GBNF (None for text tasks)
     quant: str = ""
     sha256: str = ""
@@ -88,7 +76,7 @@ def _from_bundle(bundle: Path) -> dict[str, Any]:
         "task": task,
         "contract": contract,
         "system_prompt": manifest.get("system_prompt") or task.system,
-        "sampling": from_dict(SamplingDefaults, sampling, source=manifest_path, path="sampling"),
+        "sampling": from_dict(GenerationSpec, sampling, source=manifest_path, path="sampling"),
         "grammar": manifest["grammar"] if "grammar" in manifest else contract.grammar(),
         "quant": str(chosen.get("quant", "")),
         "sha256": str(chosen.get("sha256", "")),
@@ -99,14 +87,13 @@ def _from_task(task_name: str) -> dict[str, Any]:
     from edgetune.embedded import embedded_gguf
 
     task = load_task(task_name or DEFAULT_TASK)
-    gen = task.generation
     return {
         "model_path": embedded_gguf(fetch=False),
         "source": "embedded",
         "task": task,
         "contract": task.contract,
         "system_prompt": task.system,
-        "sampling": SamplingDefaults(gen.temperature, gen.top_p, gen.top_k, gen.max_tokens, gen.repeat_penalty),
+        "sampling": replace(task.generation, stop=list(task.generation.stop)),
         "grammar": task.contract.grammar(),
         "quant": "Q4_1",
     }
