@@ -82,7 +82,7 @@ class FinetuneConfig:
     train_examples: int = 0  #: train on this many examples of the train split (0 = all), a seeded sample
     epochs: float = 1.5  #: passes over the training examples
     max_steps: int = 0  #: stop after this many optimizer steps (0 = from epochs)
-    batch_size: int = 8  #: examples per device per step (padding-free: concatenated into one row)
+    batch_size: int = 4  #: examples per device per step (padding-free: concatenated into one row)
     grad_accum: int = 1  #: micro-batches per optimizer step
     learning_rate: float = 3e-3  #: peak learning rate (small models like it high)
     lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "cosine"  #: decay after warmup

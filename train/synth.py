@@ -109,12 +109,18 @@ POLITE_PREFIX = ["", "", "", "please ", "please, ", "could you ", "can you pleas
                  "I need you to ", "I'd like you to ", "would you ", "okay, ", "go ahead and "]
 SENTENCE_PREFIX = ["", "", "", "Hey robot. ", "Robot, listen. ", "Okay. ", "Hi. ", "Please do this. "]
 POLITE_SUFFIX = ["", "", "", " please", ", thanks", ", thank you", "!"]
-#: words that carry meaning and must never get a typo
+#: words that carry meaning and must never get a typo: enum values, speed and number words, every word of an action
+#: phrase ("pace it on the desk" would leave the call to a guess) and of a quoted phrase (spoken verbatim)
+_ACTION_PHRASES = [*GO_VERBS, *RETURN_VERBS, *FIND_VERBS, *PICK_VERBS, *FETCH_VERBS, *PLACE_VERBS, *BIN_VERBS,
+                   *SAY_VERBS, *WAIT_VERBS, *PHRASES, *(p for _, _, ps in DIRECTIONS.values() for p in ps),
+                   *(p for ps in [*POSTURES.values(), *SIMPLE.values()] for p in ps)]
 _PROTECTED = {w for name in PLACES + OBJECTS + SURFACES for w in name.replace("_", " ").split()} | {
     w for words in SPEED_WORDS.values() for phrase in words for w in phrase.split()} | {
     w for words in NUMBER_WORDS.values() for w in words.split("-")} | {
+    w.strip(",.!?'").lower() for phrase in _ACTION_PHRASES for w in phrase.split()} | {
     "left", "right", "forward", "backward", "backwards", "ahead", "clockwise", "counterclockwise", "turn", "back",
-    "half", "minute", "second", "seconds", "then", "and", "stop", "dock", "sit", "down", "stand", "from", "into"}
+    "half", "minute", "second", "seconds", "then", "and", "stop", "dock", "sit", "down", "stand", "from", "into",
+    "start"}
 
 
 @dataclass(frozen=True)
@@ -384,8 +390,7 @@ def compose(rng: random.Random, max_calls: int = 10) -> Command:
         calls = tuple(c for s in steps for c in s.calls)
         if len(calls) <= max_calls:
             break
-    clauses = [_typo(rng, s.text) if s.typo_ok and rng.random() < 0.12 else s.text for s in steps]
-    text = _join(rng, clauses)
+    text = _join(rng, [s.text for s in steps])
     if ". " in text:  # several sentences: only a greeting fits in front, and no question mark at the end
         prefix, end = rng.choice(SENTENCE_PREFIX), rng.choice([".", ".", "", "!"])
     else:
@@ -400,6 +405,8 @@ def compose(rng: random.Random, max_calls: int = 10) -> Command:
     user = f"{user[0].upper()}{user[1:]}{suffix}{end}"
     if rng.random() < 0.1 and not any(not s.typo_ok for s in steps):  # all lower case, as typed on a phone
         user = user.lower()
+    if rng.random() < 0.25:
+        user = _typo(rng, user)
     user = re.sub(r"\s+", " ", user).replace(" ,", ",").replace("..", ".").strip()
     return Command(user, calls)
 

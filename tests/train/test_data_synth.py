@@ -72,6 +72,18 @@ def test_speed_words_always_mean_the_same_velocity():
     assert seen["quickly"] == seen["briskly"] == {"sport.Move(vx=0.8, vy=0.0, vyaw=0.0)"}
 
 
+def test_typos_only_touch_filler_words():
+    """A typo in a verb ("pace it on the desk", "sipn left") would leave the call to a guess."""
+    import random
+
+    text = "could you place it on the table and spin to the left slowly"
+    changed = set()
+    for seed in range(40):
+        typoed = synth._typo(random.Random(seed), text).split()
+        changed |= {before for before, after in zip(text.split(), typoed) if before != after}
+    assert changed == {"could"}
+
+
 def test_task_example_phrasing_matches_the_synthesizer(robot_task):
     """The task's own worked example and the synthesizer agree on a timed move followed by 'then stop'."""
     example = robot_task.examples[2]
