@@ -193,7 +193,7 @@ class InferenceService(pb_grpc.InferenceServicer):
     async def GenerateStream(self, request: pb.GenerateRequest,
                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.GenerateStreamResponse]:
         received = time.monotonic()
-        chunks: asyncio.Queue[pb.GenerateStreamResponse] = asyncio.Queue()
+        chunks: asyncio.Queue[pb.GenerateStreamResponse | None] = asyncio.Queue()  # None: decoding ended
 
         def emit(text: str, backend: str, restart: bool) -> None:
             chunk = pb.TokenChunk(text=text, backend=BACKENDS[backend], restart=restart)
@@ -201,17 +201,12 @@ class InferenceService(pb_grpc.InferenceServicer):
 
         async with self._rpc("GenerateStream", request, context) as facts:
             work = asyncio.ensure_future(self._generate(request, context, received, facts, emit))
+            # The end marker queues behind every chunk: the decode thread schedules its emits before its result.
+            # One plain queue read per token (no futures raced per token) keeps the stream close to in-process.
+            work.add_done_callback(lambda _: chunks.put_nowait(None))
             try:
-                while not work.done() or not chunks.empty():
-                    if chunks.empty():
-                        getter = asyncio.ensure_future(chunks.get())
-                        await asyncio.wait({getter, work}, return_when=asyncio.FIRST_COMPLETED)
-                        if not getter.done():
-                            getter.cancel()
-                            continue
-                        yield getter.result()
-                    else:
-                        yield chunks.get_nowait()
+                while (chunk := await chunks.get()) is not None:
+                    yield chunk
                 yield pb.GenerateStreamResponse(final=work.result())
             finally:
                 if not work.done():

@@ -85,14 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", default="default", help="run directory whose data/train.jsonl is used")
     parser.add_argument("--base-model", default="", help="a .gguf or HF model directory (default: embedded)")
     parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps per variant")
-    parser.add_argument("--batch", type=int, default=8, help="examples per step (the default config's batch_size)")
+    parser.add_argument("--batch", type=int, default=0, help="examples per step (default: the default config's batch_size)")
     parser.add_argument("--with", dest="extra", default="", help="extra variants: fp32,nf4")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     args = parser.parse_args(argv)
 
-    from train.finetune import load_config, prefer_passive_openmp
+    from train.finetune import load_config
 
-    prefer_passive_openmp()
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -103,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     config = load_config()
+    args.batch = args.batch or config.batch_size
     directory = ensure_hf_checkpoint(resolve_base_model(args.base_model or None))
     from transformers import AutoTokenizer
 
