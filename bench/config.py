@@ -13,7 +13,7 @@ class BenchConfig:
 
     run: str = "default"  #: run directory under runs/; results go to runs/RUN/bench/
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  #: in-flight request counts to sweep
-    requests: int = 8  #: requests per concurrency level (at least the concurrency itself)
+    requests: int = 24  #: requests per concurrency level (at least the concurrency itself); 24 keeps make bench ~3 min
     rate: float = 0.0  #: request arrivals per second (Poisson); 0 = closed loop, each worker sends back to back
     warmup: int = 2  #: unmeasured requests per target before the sweep (load pages, fill caches)
     max_tokens: int = 64  #: output cap per request (0 = the bundle's sampling.max_tokens); keeps make bench short
