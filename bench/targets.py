@@ -111,7 +111,8 @@ class InProcessTarget(contextlib.AbstractContextManager):
         self.backend = LocalBackend(self.workload.model_path, contexts=1, queue=0, n_ctx=self.n_ctx,
                                     n_batch=defaults.n_batch, threads=self.n_threads,
                                     grammar_candidates=defaults.grammar_candidates,
-                                    close_reserve=defaults.close_reserve)
+                                    close_reserve=defaults.close_reserve,
+                                    contract=self.workload.task.contract)  # as the server: same closing reserve
         self.backend.load()
         # The backend is asyncio-native (as in the server): it runs on a private event loop thread.
         self.loop = asyncio.new_event_loop()
