@@ -129,7 +129,7 @@ class Step:
 
     text: str
     calls: tuple[str, ...]
-    typo_ok: bool = True
+    verbatim: bool = False  #: holds text spoken exactly as written (never lower-cased)
 
 
 @dataclass(frozen=True)
@@ -317,7 +317,7 @@ def step_simple(rng: random.Random, st: _State) -> Step:
 def step_say(rng: random.Random, st: _State) -> Step:
     phrase = rng.choice(PHRASES)
     quote = rng.choice(["'", '"'])
-    return Step(f"{rng.choice(SAY_VERBS)} {quote}{phrase}{quote}", (call("audio.speak", text=phrase),), typo_ok=False)
+    return Step(f"{rng.choice(SAY_VERBS)} {quote}{phrase}{quote}", (call("audio.speak", text=phrase),), verbatim=True)
 
 
 #: step kind -> (builder, weight); place is only offered while holding something
@@ -403,7 +403,7 @@ def compose(rng: random.Random, max_calls: int = 10) -> Command:
         suffix = ""
     user = f"{prefix}{text if prefix.endswith(' ') and not prefix.endswith('. ') else text[0].upper() + text[1:]}"
     user = f"{user[0].upper()}{user[1:]}{suffix}{end}"
-    if rng.random() < 0.1 and not any(not s.typo_ok for s in steps):  # all lower case, as typed on a phone
+    if rng.random() < 0.1 and not any(s.verbatim for s in steps):  # all lower case, as typed on a phone
         user = user.lower()
     if rng.random() < 0.25:
         user = _typo(rng, user)
