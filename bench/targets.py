@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -107,12 +108,9 @@ class InProcessTarget(contextlib.AbstractContextManager):
         from serve.backends import LocalBackend
         from serve.config import ServeConfig
 
-        defaults = ServeConfig()
-        self.backend = LocalBackend(self.workload.model_path, contexts=1, queue=0, n_ctx=self.n_ctx,
-                                    n_batch=defaults.n_batch, threads=self.n_threads,
-                                    grammar_candidates=defaults.grammar_candidates,
-                                    close_reserve=defaults.close_reserve,
-                                    contract=self.workload.task.contract)  # as the server: same closing reserve
+        # the server's engine and settings, one context, the bench's threads and n_ctx
+        config = replace(ServeConfig(), contexts=1, queue=0, n_ctx=self.n_ctx, threads=self.n_threads)
+        self.backend = LocalBackend.from_config(self.workload.model_path, config, self.workload.task.contract)
         self.backend.load()
         # The backend is asyncio-native (as in the server): it runs on a private event loop thread.
         self.loop = asyncio.new_event_loop()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from edgetune.contract import ContractSpec
+from serve.config import ServeConfig
 from serve.grammar import GrammarError, GrammarMask, check_gbnf, closing_tokens, longest_items
 
 log = logging.getLogger("serve.backends")
@@ -186,6 +187,14 @@ class LocalBackend:
         self._contract = contract
         self.pool: ContextPool | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(contexts, thread_name_prefix="llama-ctx")
+
+    @classmethod
+    def from_config(cls, model_path: Path, config: ServeConfig, contract: ContractSpec | None) -> "LocalBackend":
+        """The engine as the server builds it: a baseline built elsewhere (the bench) decodes exactly the same way."""
+        return cls(model_path, contexts=config.contexts, queue=config.queue, n_ctx=config.n_ctx,
+                   n_batch=config.n_batch, threads=config.threads, n_gpu_layers=config.n_gpu_layers,
+                   grammar_candidates=config.grammar_candidates, close_reserve=config.close_reserve,
+                   contract=contract)
 
     @property
     def name(self) -> str:

@@ -60,10 +60,7 @@ class Engine:
         self.config = config
         self.served = served
         self.metrics = metrics
-        self.local = LocalBackend(served.model_path, contexts=config.contexts, queue=config.queue,
-                                  n_ctx=config.n_ctx, n_batch=config.n_batch, threads=config.threads,
-                                  n_gpu_layers=config.n_gpu_layers, grammar_candidates=config.grammar_candidates,
-                                  close_reserve=config.close_reserve, contract=served.contract)
+        self.local = LocalBackend.from_config(served.model_path, config, served.contract)
         self.remote: RemoteBackend | None = None
         self.remote_problem = "no remote model: pass --remote-model (and --remote-base-url) or run `make openai-ft`"
         if served.remote_model:

@@ -11,27 +11,19 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgetune.contract import Score
 from edgetune.task import TaskSpec
 from train.sft_data import render_prompt
 
 
 @dataclass
-class TaskEval:
-    """What one model scored on a set of test conversations."""
+class TaskEval(Score):
+    """What one model scored on a set of test conversations, with what it cost."""
 
-    n: int
-    exact_match: float
-    valid_rate: float
-    precision: float
-    recall: float
-    f1: float
-    seconds: float
-    generated_tokens: int
-    max_new_tokens: int
+    seconds: float = 0.0
+    generated_tokens: int = 0
+    max_new_tokens: int = 0
     mistakes: list[dict[str, str]] = field(default_factory=list)  #: the first few wrong answers, for a quick look
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def stop_token_ids(tokenizer: Any) -> list[int]:
@@ -121,15 +113,5 @@ def evaluate(
         for conv, ref, pred in zip(conversations, references, predictions)
         if task.contract.score([pred], [ref]).exact_match < 1.0
     ][:keep_mistakes]
-    return TaskEval(
-        n=score.n,
-        exact_match=score.exact_match,
-        valid_rate=score.valid_rate,
-        precision=score.precision,
-        recall=score.recall,
-        f1=score.f1,
-        seconds=round(time.perf_counter() - started, 2),
-        generated_tokens=generated,
-        max_new_tokens=max_new_tokens,
-        mistakes=mistakes,
-    )
+    return TaskEval(**asdict(score), seconds=round(time.perf_counter() - started, 2), generated_tokens=generated,
+                    max_new_tokens=max_new_tokens, mistakes=mistakes)
