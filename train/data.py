@@ -5,6 +5,7 @@
     python -m train data --run r1 --teacher openai openai.paraphrase=true  teacher rephrases synthesized commands
     python -m train data --run r1 --teacher import --input titles.csv importer.user=title importer.assistant=content
     python -m train data --config data.yaml train=2000 seed=3              YAML config + key=value overrides
+    python -m train data --run flat answers=expanded                       answers as the expanded SDK calls
 
 Writes runs/RUN/data/{train,val,test}.jsonl (one {"messages": [system, user, assistant]} per line),
 rejected.jsonl (each reject with its reason) and data_report.json, and records stage "data" in the run manifest.
@@ -15,6 +16,7 @@ TEACHER_API_KEY or OPENAI_API_KEY (environment or a git-ignored .env).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -41,6 +43,9 @@ class DataConfig:
     seed: int | None = None  #: generation and split seed (default: the task's data.seed)
     similarity: float = 0.8  #: instructions at least this similar (0..1, normalised Indel ratio) are near-duplicates
     oversample: float = 1.5  #: candidates generated per requested example (the gate drops some)
+    #: assistant answers as the model should emit them: the contract's compact calls, or ``expanded`` into the SDK
+    #: calls the robot runs (the unexpanded-format comparison; same commands, same splits)
+    answers: Literal["compact", "expanded"] = "compact"
     openai: TeacherConfig = field(default_factory=TeacherConfig)  #: teacher settings (--teacher openai)
     importer: ImportConfig = field(default_factory=ImportConfig)  #: importer settings (--teacher import)
     runs_dir: str = ""  #: where run directories live (default: runs/ or $EDGETUNE_RUNS)
@@ -123,6 +128,11 @@ def run(config: DataConfig) -> Path:
         result = gate(task, candidates, config.similarity)
         splits = split(result, sizes, seed)
 
+    if config.answers == "expanded":
+        if task.contract.kind != "call_list":
+            raise ConfigError("command line", "answers",
+                              f"'expanded' needs a call_list contract; {task.name!r} answers in text (use compact)")
+        splits = {name: [expanded(task, e) for e in examples] for name, examples in splits.items()}
     outputs, hashes = {}, {}
     for name in SPLITS:
         path = write_jsonl(rundir.data / f"{name}.jsonl", (e.record(system) for e in splits[name]))
@@ -147,11 +157,17 @@ def run(config: DataConfig) -> Path:
     return rundir.data
 
 
+def expanded(task, example: Example) -> Example:
+    """``example`` with its answer written as the SDK calls its compact calls expand to."""
+    return Example(example.user, json.dumps(task.contract.validate(example.assistant).calls), example.source)
+
+
 def _report(config: DataConfig, task: str, sizes: dict[str, int], candidates: list[Example], result: GateResult,
             splits: dict[str, list[Example]], usage: dict, seconds: float) -> dict:
     return {
         "task": task,
         "teacher": config.teacher,
+        "answers": config.answers,
         "requested": {**sizes, "total": sum(sizes.values())},
         "received": len(candidates),
         "valid": len(result.kept) + result.exact_duplicates + result.near_duplicates,

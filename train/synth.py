@@ -1,20 +1,17 @@
-"""Offline synthesizer for robot_sdk: multi-step robot commands with the exact expected call list.
+"""Offline synthesizer for robot_sdk (contract v2): robot commands in people's words, with the exact compact answer.
 
-Why rules and not a model: a 135M student can only learn what the text determines. So every phrase that changes
-the answer says it ("slowly" is always vx=0.3, "for three seconds" is always robot.wait(seconds=3.0)), implicit
-steps follow fixed rules, and phrasing varies only where it does not change the answer (synonyms, politeness,
-ordinals, sentence splits, digits or words, light typos in filler words).
+Why rules and not a model: a 135M student can only learn what the text determines, so every phrase that changes
+the answer says it, implicit steps follow fixed rules (the conventions of /docs/README.data.md), and phrasing
+varies freely where it changes nothing: synonyms, chatty or terse wrappers, context sentences, digits or words,
+typos, case and punctuation. What must generalise is taught by breadth, not by memory: hundreds of object nouns
+(the answer copies the object as said, without determiners or possessives), open-vocabulary surfaces, and
+refusals (``robot.reject(reason=...)``) for requests the API cannot do, places off the map, unsafe instructions and
+messages with nothing to act on. If any part of a command must be refused, the answer is the reject call alone.
 
-Implicit-step rules (the answer is fully determined by them):
-  - nav.go_to(place) is always followed by nav.wait_for_arrival()
-  - perception.find_object(name) is always followed by perception.wait_for_result()
-  - picking something up first finds it: find_object, wait_for_result, arm.pick
-  - "... in/from the <place>" first goes there: go_to, wait_for_arrival
-  - "bring/fetch X from P" = go to P, find X, pick X; "... to Q" then goes to Q
-  - a timed move is Move, robot.wait(seconds), StopMove ("..., then stop" after it adds nothing)
-  - "say '<text>'" speaks exactly the quoted text
+Answers use the contract's compact calls (go, find, pick, move, start, walk, turn), which the contract expands into
+the SDK calls the robot runs; everything else is a raw API call (explicit m/s speeds are a raw sport.Move).
 
-    python -m train.synth -n 5 --seed 1     print a few examples
+    python -m train.synth -n 20 --seed 1     print a few examples
 """
 
 from __future__ import annotations
@@ -24,286 +21,615 @@ import itertools
 import json
 import random
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from edgetune.contract import ContractSpec, format_value
+from train.synth_vocab import (ANIMALS, BARE_PLACES, COMMON, COMMON_SURFACES, CONTAINERS, CONTEXT, DETERMINERS,
+                               MASS, MODIFIERS, OBJECTS, PEOPLE, PLACE_NAMES, PLACES, PLURAL, SPEECH, SURFACES,
+                               UNCLEAR, UNKNOWN_PLACES, UNSAFE, UNSUPPORTED)
 
-# ------------------------------------------------------------------------------------------------ vocabulary
-#: robot_sdk's enum values (checked against the task's allowlist at start so the two cannot drift apart)
-PLACES = ["kitchen", "living_room", "bedroom", "bathroom", "office", "garage", "hallway", "dining_room",
-          "laundry_room", "front_door", "back_door", "garden", "lab", "storage_room", "reception", "elevator"]
-OBJECTS = ["red ball", "blue ball", "green cup", "water bottle", "keys", "phone", "remote control", "book",
-           "backpack", "shoe", "toy car", "apple", "package", "laptop", "coffee mug", "umbrella", "glasses", "wallet"]
-SURFACES = ["table", "desk", "shelf", "counter", "floor", "couch", "bed", "bin", "tray", "charging pad"]
-#: objects people say "my X" about
-PERSONAL = {"keys", "phone", "backpack", "shoe", "laptop", "coffee mug", "umbrella", "glasses", "wallet", "book"}
+#: refusal reasons of robot.reject, and how often each kind of command is generated (percent)
+MIX = {"action": 84.0, "unsupported": 5.5, "unknown_place": 4.0, "unsafe": 4.5, "unclear": 2.0}
+MAX_ITEMS = 8  #: compact items per answer (robot_sdk: max_calls 24 // the longest expansion, 3)
 
-NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine",
-                10: "ten", 12: "twelve", 15: "fifteen", 20: "twenty", 30: "thirty", 45: "forty-five", 60: "sixty"}
+# span markers inside a command while it is built: speech (spoken as written) and protected text (no typos,
+# no punctuation changes); both are removed before the command is returned
+_SAY, _SAY_END, _KEEP, _KEEP_END = "\x01", "\x02", "\x03", "\x04"
+_SPANS = re.compile(f"[{_SAY}{_KEEP}].*?[{_SAY_END}{_KEEP_END}]")
 
-#: direction -> (Move argument, sign, phrasings)
-DIRECTIONS = {
-    "forward": ("vx", 1, ["walk forward", "move forward", "go forward", "move ahead", "walk straight ahead"]),
-    "backward": ("vx", -1, ["walk backward", "move backward", "back up", "walk backwards", "reverse"]),
-    "left": ("vy", 1, ["sidestep to the left", "strafe left", "step sideways to the left", "shuffle left"]),
-    "right": ("vy", -1, ["sidestep to the right", "strafe right", "step sideways to the right", "shuffle right"]),
-    "turn_left": ("vyaw", 1, ["turn left", "rotate left", "spin to the left", "turn counterclockwise"]),
-    "turn_right": ("vyaw", -1, ["turn right", "rotate right", "spin to the right", "turn clockwise"]),
-}
-#: speed word -> magnitude per Move argument; "normal" has no word or an explicit "at normal speed"
-SPEEDS = {"slow": {"vx": 0.3, "vy": 0.2, "vyaw": 0.5},
-          "normal": {"vx": 0.5, "vy": 0.3, "vyaw": 1.0},
-          "fast": {"vx": 0.8, "vy": 0.5, "vyaw": 1.5}}
-SPEED_WORDS = {"slow": ["slowly", "at a slow pace", "gently"],
-               "normal": ["", "", "at normal speed", "at a normal pace"],
-               "fast": ["quickly", "fast", "at a fast pace", "briskly"]}
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = {20: "twenty", 30: "thirty", 40: "forty", 50: "fifty", 60: "sixty"}
+NUMBER_WORDS = {w for w in _ONES + list(_TENS.values())} | {"half", "quarter", "a", "and"}
 
-POSTURES = {
-    "sport.StandUp": ["stand up", "get up", "get on your feet", "rise up"],
-    "sport.StandDown": ["lie down", "stand down", "get down on the ground", "lay down"],
-    "sport.Sit": ["sit", "sit down", "take a seat"],
-    "sport.RecoveryStand": ["recover", "do a recovery stand", "recover from the fall", "get back on your feet"],
-    "sport.BalanceStand": ["balance", "do a balance stand", "stand balanced", "balance yourself"],
-    "sport.Hello": ["wave hello", "wave", "give a wave", "do the hello gesture"],
-    "sport.Stretch": ["stretch", "do a stretch", "have a stretch"],
-    "sport.Damp": ["damp the motors", "go limp", "damp all motors", "do an emergency soft stop"],
-    "sport.StopMove": ["stop", "stop moving", "halt", "freeze", "stand still"],
-}
-SIMPLE = {
-    "nav.dock": ["go to the charging dock", "dock", "go dock yourself", "return to your charging station",
-                 "go recharge", "head back to the dock"],
-    "nav.cancel": ["cancel the navigation", "cancel the current goal", "abort navigation", "stop navigating",
-                   "cancel your route"],
-    "perception.scan_area": ["scan the area", "look around", "scan the room", "map your surroundings",
-                             "do a 360 scan"],
-    "arm.home": ["stow your arm", "retract the arm", "put your arm away", "move the arm to its home position",
-                 "home the arm"],
-    "status.report_battery": ["report your battery level", "tell me your battery level", "check the battery",
-                              "report the battery", "tell me how much battery you have left"],
-    "status.report_state": ["report your status", "give me a status report", "report your state",
-                            "check for faults", "tell me your current state"],
-    "status.report_position": ["report your position", "tell me where you are", "report your location",
-                               "give me your current position"],
-    "camera.take_photo": ["take a photo", "take a picture", "snap a photo", "capture an image",
-                          "take a snapshot"],
-}
-GO_VERBS = ["go to", "head to", "navigate to", "drive to", "go over to", "make your way to", "walk to", "move to"]
-RETURN_VERBS = ["come back to", "return to", "go back to", "head back to"]
-FIND_VERBS = ["find", "look for", "locate", "search for", "try to find"]
-PICK_VERBS = ["pick up", "grab", "take", "get hold of", "grasp"]
-FETCH_VERBS = ["fetch", "get", "bring me", "grab", "retrieve"]
-PLACE_VERBS = ["put it on the {s}", "place it on the {s}", "set it down on the {s}", "leave it on the {s}"]
-BIN_VERBS = ["drop it in the bin", "put it in the bin", "throw it in the bin"]
-SAY_VERBS = ["say", "announce", "speak the words", "say out loud"]
-WAIT_VERBS = ["wait", "wait for", "pause for", "hold on for", "stay put for", "stay still for"]
-PHRASES = ["Hello there", "Dinner is ready", "Good morning", "Please follow me", "The package has arrived",
-           "Watch your step", "I am on my way", "Welcome home", "Battery check complete", "Excuse me",
-           "Time for your medicine", "The meeting starts in five minutes", "Have a nice day", "Task complete",
-           "Someone is at the door", "Please stand back", "Lunch is served", "I found it", "Goodbye",
-           "Please close the door", "The laundry is done", "Hello, my name is Rex", "Sorry, I cannot do that",
-           "Mission accomplished!", "Is anyone here?", "Stand clear, moving now", "Coffee is ready",
-           "The kitchen is clean", "Good night", "See you later"]
 
-POLITE_PREFIX = ["", "", "", "please ", "please, ", "could you ", "can you please ", "hey robot, ", "robot, ",
-                 "I need you to ", "I'd like you to ", "would you ", "okay, ", "go ahead and "]
-SENTENCE_PREFIX = ["", "", "", "Hey robot. ", "Robot, listen. ", "Okay. ", "Hi. ", "Please do this. "]
-POLITE_SUFFIX = ["", "", "", " please", ", thanks", ", thank you", "!"]
-#: words that carry meaning and must never get a typo: enum values, speed and number words, every word of an action
-#: phrase ("pace it on the desk" would leave the call to a guess) and of a quoted phrase (spoken verbatim)
-_ACTION_PHRASES = [*GO_VERBS, *RETURN_VERBS, *FIND_VERBS, *PICK_VERBS, *FETCH_VERBS, *PLACE_VERBS, *BIN_VERBS,
-                   *SAY_VERBS, *WAIT_VERBS, *PHRASES, *(p for _, _, ps in DIRECTIONS.values() for p in ps),
-                   *(p for ps in [*POSTURES.values(), *SIMPLE.values()] for p in ps)]
-_PROTECTED = {w for name in PLACES + OBJECTS + SURFACES for w in name.replace("_", " ").split()} | {
-    w for words in SPEED_WORDS.values() for phrase in words for w in phrase.split()} | {
-    w for words in NUMBER_WORDS.values() for w in words.split("-")} | {
-    w.strip(",.!?'").lower() for phrase in _ACTION_PHRASES for w in phrase.split()} | {
-    "left", "right", "forward", "backward", "backwards", "ahead", "clockwise", "counterclockwise", "turn", "back",
-    "half", "minute", "second", "seconds", "then", "and", "stop", "dock", "sit", "down", "stand", "from", "into",
-    "start"}
+def number_word(n: int, rng: random.Random) -> str:
+    """0..60 in words ("twenty-five" or "twenty five")."""
+    if n < 20:
+        return _ONES[n]
+    tens, ones = divmod(n, 10)
+    return _TENS[tens * 10] if not ones else f"{_TENS[tens * 10]}{rng.choice(['-', ' '])}{_ONES[ones]}"
+
+
+# ------------------------------------------------------------------------------------------------ answers
+def call(callee: str, **kwargs: object) -> str:
+    """One call in the contract's normalised spelling."""
+    return f"{callee}({', '.join(f'{k}={format_value(v)}' for k, v in kwargs.items())})"
+
+
+def reject(reason: str) -> str:
+    return call("robot.reject", reason=reason)
+
+
+#: what each step kind emits, spelled once
+def go(place: str) -> str:
+    return call("go", place=place)
+
+
+def find(name: str) -> str:
+    return call("find", name=name)
+
+
+def pick(name: str) -> str:
+    return call("pick", name=name)
+
+
+#: the speech slot: an audio.speak call whose text is filled from the finished command (case changes included)
+_SPEAK = "audio.speak(text=\x00)"
 
 
 @dataclass(frozen=True)
 class Step:
-    """One clause of a command: its text (no leading capital, no final punctuation) and its exact calls."""
+    """One clause of a command: its text (markers included, no final punctuation) and its compact calls."""
 
     text: str
     calls: tuple[str, ...]
-    verbatim: bool = False  #: holds text spoken exactly as written (never lower-cased)
+    refuse: str | None = None  #: this clause must be refused (its reason); ``calls`` is then empty
+    ends_move: bool = False  #: ends with StopMove, so a following "stop" adds nothing
+    question: bool = False  #: a question ("where are my keys"): the command ends with "?"
+    sentence: bool = False  #: not a bare imperative ("I'm in the kitchen, ...", "kitchen. now"): no wrapper in front
 
 
 @dataclass(frozen=True)
 class Command:
-    """One synthesized example: the command text and the expected answer (a JSON list of call strings)."""
+    """One synthesized example: the command, its expected compact answer, and its kind (for the mix report)."""
 
     user: str
     calls: tuple[str, ...]
+    kind: str = "action"
 
     @property
     def assistant(self) -> str:
         return json.dumps(list(self.calls))
 
 
-def call(callee: str, **kwargs: object) -> str:
-    """A call string in the contract's normalised form (what the validator's ``calls`` contains)."""
-    return f"{callee}({', '.join(f'{k}={format_value(v)}' for k, v in kwargs.items())})"
+@dataclass
+class _State:
+    """What the command so far implies, and what the step being built must do."""
 
+    n_steps: int = 1
+    index: int = 0
+    holding: str | None = None  #: the object held (after a pick)
+    plural: bool = False  #: the held object is "them"
+    place: str | None = None  #: where the robot is
+    ends_move: bool = False
+    started: bool = False  #: the last step started an untimed move (a "stop" right after it would undo it)
+    unknown: bool = False  #: the step being built must name a place that is not on the map
+    used: list[str] = field(default_factory=list)  #: step kinds so far
 
-def check_vocabulary(contract: ContractSpec) -> None:
-    """Fail loudly if the synthesizer's vocabulary drifted from the task's allowlist."""
-    expected = {"nav.go_to": ("place", PLACES), "perception.find_object": ("name", OBJECTS),
-                "arm.pick": ("name", OBJECTS), "arm.place": ("surface", SURFACES)}
-    for callee, (arg, values) in expected.items():
-        spec = contract.api.get(callee)
-        allowed = set(spec.args[arg].values) if spec and arg in spec.args else set()
-        if not set(values) <= allowed:
-            raise ValueError(f"synth vocabulary for {callee}.{arg} is not in the task allowlist: "
-                             f"{sorted(set(values) - allowed)}")
-    used = set(POSTURES) | set(SIMPLE) | {"nav.wait_for_arrival", "perception.wait_for_result", "sport.Move",
-                                           "robot.wait", "audio.speak"}
-    missing = used - set(contract.api)
-    if missing:
-        raise ValueError(f"synth uses callees outside the task allowlist: {sorted(missing)}")
+    @property
+    def last(self) -> bool:
+        return self.index == self.n_steps - 1
+
+    @property
+    def solo(self) -> bool:
+        return self.n_steps == 1
 
 
 # ----------------------------------------------------------------------------------------------- phrasing
-def place_text(rng: random.Random, place: str) -> str:
-    words = place.replace("_", " ")
-    return words if place in ("reception",) and rng.random() < 0.5 else f"the {words}"
+def keep(text: str) -> str:
+    """Protect ``text`` from typos and punctuation changes."""
+    return f"{_KEEP}{text}{_KEEP_END}"
 
 
-def object_text(rng: random.Random, obj: str) -> str:
-    return f"my {obj}" if obj in PERSONAL and rng.random() < 0.4 else f"the {obj}"
+def typo(rng: random.Random, word: str) -> str:
+    """One plausible typing slip in a word of 4+ letters (a drop only in 5+ letters, so 'left' never becomes 'let')."""
+    k = rng.randrange(1, len(word) - 1)
+    kind = rng.random()
+    if kind < 0.4 or len(word) < 5:
+        return word[:k] + word[k + 1] + word[k] + word[k + 2:] if kind < 0.7 else word[:k] + word[k] + word[k:]
+    if kind < 0.75:
+        return word[:k] + word[k + 1:]
+    return word[:k] + word[k] + word[k:]
+
+
+def object_phrase(rng: random.Random) -> tuple[str, str, bool]:
+    """An object as said (determiner, maybe a modifier, maybe a typo) -> (name in the answer, text, plural)."""
+    base = rng.choice(OBJECTS)
+    name = base
+    if rng.random() < 0.14 and not base.split()[0] in MODIFIERS:
+        name = f"{rng.choice(MODIFIERS)} {base}"
+    plural, mass = base in PLURAL, base in MASS
+    weights = {d: w for d, w in DETERMINERS.items()
+               if not ((plural or mass) and d in ("a", "one")) and not (d == "some" and not (plural or mass))}
+    det = rng.choices(list(weights), list(weights.values()))[0]
+    if det == "a" and (name[0] in "aeio" or (name[0] == "u" and not name.startswith(("us", "un")))):
+        det = "an"
+    if plural and det in ("that", "this"):
+        det = {"that": "those", "this": "these"}[det]
+    said = name
+    if base in COMMON and rng.random() < 0.12:  # a slip in a word the student knows; the answer keeps the real one
+        words = said.split(" ")
+        long_words = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha() and w not in MODIFIERS]
+        if long_words:
+            i = rng.choice(long_words)
+            words[i] = typo(rng, words[i])
+            said = " ".join(words)
+    return name, f"{det} {keep(said)}".strip(), plural
+
+
+def it(plural: bool) -> str:
+    return "them" if plural else "it"
+
+
+def place_phrase(rng: random.Random, st: _State, bare: bool = False) -> tuple[str | None, str]:
+    """A place as said -> (its map name, text); when the step must name an unknown place: (None, text)."""
+    if st.unknown:
+        text = rng.choice(UNKNOWN_PLACES)
+        return None, keep(text.removeprefix("the ") if bare and text.startswith("the ") else text)
+    place = rng.choice([p for p in PLACES if p != st.place] or PLACES)
+    name = rng.choice(PLACE_NAMES[place])
+    if bare or (name in BARE_PLACES and rng.random() < 0.5):
+        return place, name
+    if place in ("kitchen", "bedroom", "office", "garage", "garden", "living_room") and rng.random() < 0.08:
+        return place, f"{rng.choice(['my', 'our'])} {name}"
+    return place, f"the {name}"
+
+
+def surface_phrase(rng: random.Random) -> tuple[str, str]:
+    """Where something is put down -> (surface in the answer, 'on the shelf' / 'in the bin')."""
+    if rng.random() < 0.3:
+        surface, prep = rng.choice(CONTAINERS), rng.choice(["in", "in", "into", "inside"])
+    else:
+        surface, prep = rng.choice(SURFACES), rng.choice(["on", "on", "on", "onto", "on top of"])
+    said = typo(rng, surface) if surface in COMMON_SURFACES and len(surface) >= 4 and " " not in surface \
+        and rng.random() < 0.08 else surface
+    det = rng.choices(["the", "my", "that", "your"], [85, 7, 5, 3])[0]
+    return surface, f"{prep} {det} {keep(said)}"
 
 
 def seconds_text(rng: random.Random, seconds: float) -> str:
-    """``seconds`` as words or digits; every form maps back to exactly one value."""
+    """A duration as people say it; every form maps back to exactly one value."""
+    unit = rng.choices(["seconds", "secs", "sec", "s", "second"], [70, 10, 6, 10, 4])[0]
     if seconds == 0.5:
-        return rng.choice(["half a second", "0.5 seconds"])
+        return rng.choice(["half a second", "0.5 seconds", "half a sec"])
     if seconds == 1.0:
-        return rng.choice(["one second", "a second", "1 second"])
+        return rng.choice(["one second", "a second", "1 second", "1 sec", "1s"])
     if seconds == 60.0:
-        return rng.choice(["a minute", "one minute", "60 seconds", "sixty seconds"])
+        return rng.choice(["a minute", "one minute", "60 seconds", "sixty seconds", "1 minute", "a full minute"])
     if seconds == 30.0 and rng.random() < 0.3:
         return "half a minute"
     if seconds != int(seconds):
         whole = int(seconds)
-        if rng.random() < 0.5 and whole in NUMBER_WORDS:
-            return f"{NUMBER_WORDS[whole]} and a half seconds"
-        return f"{seconds:g} seconds"
+        if rng.random() < 0.4:
+            return f"{number_word(whole, rng)} and a half seconds"
+        return f"{seconds:g} {'seconds' if unit in ('second', 's') else unit}"
     n = int(seconds)
-    form = rng.random()
-    if form < 0.45 and n in NUMBER_WORDS:
-        return f"{NUMBER_WORDS[n]} seconds"
-    if form < 0.85:
-        return f"{n} seconds"
-    return rng.choice([f"{n}s", f"{n} sec", f"{n} secs"])
+    if unit == "s":
+        return f"{n}s" if rng.random() < 0.7 else f"{n} s"
+    if unit == "second":
+        unit = "seconds"
+    return f"{number_word(n, rng) if rng.random() < 0.4 else n} {unit}"
 
 
-def go_steps(place: str) -> tuple[str, ...]:
-    return call("nav.go_to", place=place), call("nav.wait_for_arrival")
+def meters_text(rng: random.Random, meters: float) -> str:
+    unit = rng.choices(["meters", "metres", "m", "meter"], [60, 12, 20, 8])[0]
+    if meters == 0.5:
+        return rng.choice(["half a meter", "half a metre", "0.5 meters", "0.5m", "50 centimeters"])
+    if meters == 1.0:
+        return rng.choice(["a meter", "one meter", "1 meter", "1m", "a metre", "1 m"])
+    if meters == 1.5:
+        return rng.choice(["a meter and a half", "1.5 meters", "one and a half meters", "1.5m"])
+    if unit == "m":
+        return f"{meters:g}{rng.choice(['m', ' m'])}"
+    unit = "meters" if unit == "meter" else unit
+    if meters != int(meters):
+        return f"{number_word(int(meters), rng)} and a half {unit}" if rng.random() < 0.4 else f"{meters:g} {unit}"
+    n = int(meters)
+    return f"{number_word(n, rng) if rng.random() < 0.45 else n} {unit}"
 
 
-def find_steps(obj: str) -> tuple[str, ...]:
-    return call("perception.find_object", name=obj), call("perception.wait_for_result")
+# ----------------------------------------------------------------------------------------------- vocabulary
+GO_VERBS = ["go to", "head to", "navigate to", "drive to", "go over to", "make your way to", "walk to", "move to",
+            "head over to", "get to", "proceed to", "go into", "come to", "travel to", "pop over to", "run to",
+            "go straight to", "go on over to", "take yourself to", "roll over to"]
+RETURN_VERBS = ["come back to", "return to", "go back to", "head back to"]
+FIND_VERBS = ["find", "look for", "locate", "search for", "try to find", "see if you can find", "look around for",
+              "hunt for", "spot", "check for", "track down", "go find", "go look for", "have a look for"]
+PICK_VERBS = ["pick up", "grab", "take", "get hold of", "grasp", "lift", "collect", "pick", "snag", "get"]
+BRING_ME = ["bring me", "fetch me", "get me", "hand me", "give me", "grab me", "pass me", "bring"]
+CARRY = ["bring", "take", "carry", "move", "deliver"]
+PUT = ["put", "place", "set", "leave", "drop", "stick"]
+
+#: direction -> (phrasings of a move in that direction)
+DIRECTIONS = {
+    "forward": ["walk forward", "move forward", "go forward", "move ahead", "walk straight ahead", "go straight",
+                "head forward", "step forward", "drive forward", "advance", "walk straight"],
+    "backward": ["walk backward", "move backward", "back up", "walk backwards", "go backward", "reverse",
+                 "step back", "move back", "go backwards"],
+    "left": ["sidestep to the left", "strafe left", "step sideways to the left", "shuffle left", "move to the left",
+             "slide left", "side-step left", "step left", "sidestep left", "move sideways to the left"],
+    "right": ["sidestep to the right", "strafe right", "step sideways to the right", "shuffle right",
+              "move to the right", "slide right", "side-step right", "step right", "sidestep right",
+              "move sideways to the right"],
+    "turn_left": ["turn left", "rotate left", "spin to the left", "turn counterclockwise", "rotate counterclockwise",
+                  "turn to the left", "spin left", "rotate to the left"],
+    "turn_right": ["turn right", "rotate right", "spin to the right", "turn clockwise", "rotate clockwise",
+                   "turn to the right", "spin right", "rotate to the right"],
+}
+#: untimed moves ("start walking forward"): gerund phrasings
+START_FORMS = {
+    "forward": ["start walking forward", "start moving forward", "keep going forward", "keep walking forward",
+                "begin walking forward", "start heading forward", "keep moving ahead"],
+    "backward": ["start walking backward", "start backing up", "keep backing up", "start moving backward",
+                 "keep going backwards"],
+    "left": ["start sidestepping to the left", "start strafing left", "keep sliding left",
+             "start moving to the left"],
+    "right": ["start sidestepping to the right", "start strafing right", "keep sliding right",
+              "start moving to the right"],
+    "turn_left": ["start turning left", "keep turning left", "start rotating left", "begin turning left",
+                  "start spinning to the left"],
+    "turn_right": ["start turning right", "keep turning right", "start rotating right", "begin turning right",
+                   "start spinning to the right"],
+}
+SPEED_WORDS = {"slow": ["slowly", "slow", "gently", "carefully", "at a slow pace", "nice and slow", "at a crawl",
+                        "real slow", "at low speed", "slowly please"],
+               "normal": ["", "", "", "", "at normal speed", "at a normal pace", "at regular speed",
+                          "at a moderate speed", "at an average pace", "at a steady pace", "at medium speed"],
+               "fast": ["quickly", "fast", "quick", "briskly", "at a fast pace", "rapidly", "at high speed",
+                        "speedily", "at a quick pace", "in a hurry"]}
+#: Move's magnitudes per speed word (the contract's move/start tables); used for raw-speed sanity only
+AXIS = {"forward": ("vx", 1), "backward": ("vx", -1), "left": ("vy", 1), "right": ("vy", -1),
+        "turn_left": ("vyaw", 1), "turn_right": ("vyaw", -1)}
+#: a raw sport.Move per explicit speed: forward/back m/s on vx, sidestep on vy, turning rad/s on vyaw
+RAW_SPEEDS = {"vx": [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.9, 1.0, 0.5], "vy": [0.1, 0.2, 0.4, 0.3],
+              "vyaw": [0.2, 0.4, 0.6, 0.8, 1.2]}
+
+POSTURES = {
+    "sport.StandUp": ["stand up", "get up", "get on your feet", "rise", "stand", "up you get", "stand up straight"],
+    "sport.StandDown": ["lie down", "lay down", "stand down", "lie down on the floor", "get down and lie flat",
+                        "lie flat"],
+    "sport.Sit": ["sit", "sit down", "take a seat", "have a seat", "sit down now", "park yourself and sit"],
+    "sport.RecoveryStand": ["recover", "do a recovery stand", "recover from the fall", "you fell over, recover",
+                            "do a recovery"],
+    "sport.BalanceStand": ["balance", "do a balance stand", "stand balanced", "balance yourself", "hold a balance"],
+    "sport.Hello": ["wave hello", "wave", "give a wave", "wave at me", "wave to the guests", "do the hello gesture",
+                    "give me a wave"],
+    "sport.Stretch": ["stretch", "do a stretch", "have a stretch", "stretch your legs", "stretch out"],
+    "sport.Damp": ["damp the motors", "go limp", "damp all motors", "do an emergency soft stop",
+                   "relax your motors", "cut motor power softly"],
+    "sport.StopMove": ["stop", "stop moving", "halt", "freeze", "stand still", "stop right there", "hold still"],
+}
+SIMPLE = {
+    "nav.dock": ["go to the charging dock", "dock", "go dock yourself", "return to your charging station",
+                 "go recharge", "head back to the dock", "go charge", "go to your charger", "go charge yourself",
+                 "go to the charger", "dock yourself", "go back to your dock", "go plug yourself in",
+                 "return to the dock", "recharge your battery", "go to your charging station"],
+    "nav.cancel": ["cancel the navigation", "cancel the current goal", "abort navigation", "stop navigating",
+                   "cancel your route", "cancel the trip", "abort the current goal", "cancel navigation"],
+    "perception.scan_area": ["scan the area", "look around", "scan the room", "map your surroundings",
+                             "survey the room", "take a look around", "scan your surroundings", "have a look around"],
+    "arm.home": ["stow your arm", "retract the arm", "put your arm away", "move the arm to its home position",
+                 "home the arm", "fold your arm", "tuck your arm in", "stow the arm"],
+    "status.report_battery": ["report your battery level", "tell me your battery level", "check the battery",
+                              "how much battery do you have", "what's your battery at", "battery status",
+                              "how's your battery", "check your battery", "report the battery",
+                              "tell me how much charge you have left"],
+    "status.report_state": ["report your status", "give me a status report", "report your state",
+                            "check for faults", "tell me your current state", "status report", "report your mode",
+                            "any faults"],
+    "status.report_position": ["report your position", "tell me where you are", "where are you",
+                               "report your location", "give me your current position", "what's your location",
+                               "tell me your position"],
+    "camera.take_photo": ["take a photo", "take a picture", "snap a photo", "capture an image", "take a snapshot",
+                          "take a pic", "snap a picture", "grab a photo", "take one photo"],
+}
+TERSE = {"status.report_battery": ["battery?", "battery level?", "battery"],
+         "status.report_position": ["position?", "location?"], "status.report_state": ["status?", "status"],
+         "camera.take_photo": ["photo", "picture, please", "photo now"], "nav.dock": ["dock.", "charge.", "dock now"],
+         "sport.Sit": ["sit!", "sit."], "sport.StopMove": ["stop!", "stop.", "halt!"]}
+WAIT_VERBS = ["wait", "wait for", "pause for", "hold on for", "stay put for", "stay still for", "hang on for",
+              "hold for", "give it", "wait around for", "pause", "stay there for", "do nothing for"]
+SAY_VERBS = ["say", "announce", "say out loud", "speak the words", "shout", "tell everyone", "yell", "call out",
+             "read out", "declare"]
+TELL = ["tell everyone", "tell everyone that", "let everyone know", "let everyone know that", "announce that",
+        "announce", "say", "say that", "tell the family that", "tell the room that", "let them know that"]
 
 
 # ---------------------------------------------------------------------------------------------- step kinds
-class _State:
-    """What the command so far implies (the robot holds something after a pick)."""
-
-    def __init__(self) -> None:
-        self.holding = False
-        self.place: str | None = None
-        self.last: tuple[str, ...] = ()  #: calls of the previous step
-
-
 def step_go(rng: random.Random, st: _State) -> Step:
-    place = rng.choice([p for p in PLACES if p != st.place])
+    place, text = place_phrase(rng, st)
     verb = rng.choice(RETURN_VERBS if st.place and rng.random() < 0.25 else GO_VERBS)
-    st.place = place
-    return Step(f"{verb} {place_text(rng, place)}", go_steps(place))
+    tail = rng.choice(["", "", "", "", "", " quickly", " now", " right away", " please", " for me"])
+    if st.solo and not st.unknown and rng.random() < 0.12:  # terse: "kitchen. now."
+        place, text = place_phrase(rng, st, bare=True)
+        return Step(rng.choice([f"{text}. now", f"{text}, now", f"to the {text}", f"{text} please",
+                                f"{text}!", f"go {text}", f"{text}. go"]), (go(place),), sentence=True)
+    if place is not None:
+        st.place = place
+    return Step(f"{verb} {text}{tail}", (go(place),) if place else ())
+
+
+def _find_in(rng: random.Random, st: _State, obj: str, plural: bool) -> tuple[str | None, str]:
+    place, where = place_phrase(rng, st)
+    be = "are" if plural else "is"
+    verb = rng.choice(FIND_VERBS)
+    form = rng.choice([
+        f"{verb} {obj} in {where}", f"{verb} {obj} in {where}", f"search {where} for {obj}",
+        f"check {where} for {obj}", f"look in {where} for {obj}", f"in {where}, {verb} {obj}",
+        f"see if {obj} {be} in {where}", f"check whether {obj} {be} in {where}",
+        f"once you're in {where}, {verb} {obj}", f"when you get to {where}, {verb} {obj}",
+        f"go to {where} and {verb} {obj}",
+    ] + ([f"{obj} should be in {where}, {verb} {it(plural)}"] if st.solo else []))
+    return place, form
 
 
 def step_find(rng: random.Random, st: _State) -> Step:
-    obj = rng.choice(OBJECTS)
-    verb = rng.choice(FIND_VERBS)
-    if rng.random() < 0.4:
-        place = rng.choice(PLACES)
-        st.place = place
-        where = rng.choice(["in", "at"]) if place in ("front_door", "back_door", "reception", "elevator") else "in"
-        return Step(f"{verb} {object_text(rng, obj)} {where} {place_text(rng, place)}", go_steps(place) + find_steps(obj))
-    return Step(f"{verb} {object_text(rng, obj)}", find_steps(obj))
+    name, obj, plural = object_phrase(rng)
+    if st.unknown or rng.random() < 0.42:
+        place, text = _find_in(rng, st, obj, plural)
+        if place:
+            st.place = place
+        return Step(text, (go(place), find(name)) if place else ())
+    if st.solo and rng.random() < 0.25:  # "I lost my keys, can you find them?"
+        be, them = ("are", "them") if plural else ("is", "it")
+        text = rng.choice([f"where {be} {obj}", f"have you seen {obj}", f"do you know where {obj} {be}"])
+        if rng.random() < 0.5:
+            return Step(text, (find(name),), question=True)
+        text = rng.choice([f"I lost {obj}, can you find {them}", f"I can't find {obj}. look for {them}",
+                           f"{text}? find {them} for me", f"I have no idea where {obj} {be}, find {them}",
+                           f"I misplaced {obj}, please look for {them}"])
+        return Step(text, (find(name),))
+    return Step(f"{rng.choice(FIND_VERBS)} {obj}", (find(name),))
 
 
 def step_pick(rng: random.Random, st: _State) -> Step:
-    obj = rng.choice(OBJECTS)
-    st.holding = True
+    name, obj, plural = object_phrase(rng)
+    st.holding, st.plural = name, plural
     verb = rng.choice(PICK_VERBS)
-    if rng.random() < 0.4:
-        place = rng.choice(PLACES)
-        st.place = place
-        return Step(f"{verb} {object_text(rng, obj)} {rng.choice(['in', 'from'])} {place_text(rng, place)}",
-                    go_steps(place) + find_steps(obj) + (call("arm.pick", name=obj),))
-    return Step(f"{verb} {object_text(rng, obj)}", find_steps(obj) + (call("arm.pick", name=obj),))
+    if st.unknown or rng.random() < 0.35:
+        place, where = place_phrase(rng, st)
+        if place:
+            st.place = place
+        text = rng.choice([f"{verb} {obj} {rng.choice(['in', 'from', 'in', 'at'])} {where}",
+                           f"once you're in {where}, {verb} {obj}", f"when you reach {where}, {verb} {obj}",
+                           f"in {where}, {verb} {obj}", f"go to {where} and {verb} {obj}"])
+        return Step(text, (go(place), pick(name)) if place else ())
+    form = rng.random()
+    if form < 0.15 and verb == "pick up":
+        text = f"pick {obj} up"
+    elif form < 0.3:  # finding is part of picking: "find X and pick it up" is one pick
+        text = f"{rng.choice(FIND_VERBS)} {obj} and {rng.choice(['pick', 'grab', 'take', 'lift'])} {it(plural)}" + \
+               (" up" if rng.random() < 0.6 else "")
+    else:
+        text = f"{verb} {obj}"
+    return Step(text, (pick(name),))
 
 
-def step_fetch(rng: random.Random, st: _State) -> Step:
-    obj, src = rng.choice(OBJECTS), rng.choice(PLACES)
-    calls = go_steps(src) + find_steps(obj) + (call("arm.pick", name=obj),)
-    st.holding, st.place = True, src
-    text = f"{rng.choice(FETCH_VERBS)} {object_text(rng, obj)} from {place_text(rng, src)}"
-    if rng.random() < 0.45:
-        dst = rng.choice([p for p in PLACES if p != src])
-        st.place = dst
-        text = f"{rng.choice(['bring', 'take', 'carry'])} {object_text(rng, obj)} from {place_text(rng, src)} " \
-               f"to {place_text(rng, dst)}"
-        calls += go_steps(dst)
-    return Step(text, calls)
+def step_bring(rng: random.Random, st: _State) -> Step:
+    """bring/fetch: [go(P)], pick(X), [go(Q)]; "bring X to me" with no place known is pick(X) alone."""
+    name, obj, plural = object_phrase(rng)
+    st.holding, st.plural = name, plural
+    unknown_at = rng.choice(["src", "dst"]) if st.unknown else None
+    src = dst = None
+    calls: list[str] = []
+
+    def at(which: str) -> tuple[str | None, str]:
+        st.unknown = unknown_at == which
+        return place_phrase(rng, st)
+
+    form = rng.random()
+    if unknown_at == "dst" or (unknown_at is None and form < (0.45 if st.solo else 0.2)):  # "..., I'm in the Y"
+        if rng.random() < 0.35 and unknown_at != "src":
+            st.unknown = False
+            src, src_text = place_phrase(rng, st)
+            st.place = src  # so the destination differs
+            from_ = f" from {src_text}"
+        else:
+            from_ = ""
+        dst, dst_text = at("dst")
+        bring = rng.choice(BRING_ME[:-1])
+        text = rng.choice([f"{bring} {obj}{from_}, I'm in {dst_text}", f"I'm in {dst_text}, {bring} {obj}{from_}",
+                           f"I'm in {dst_text}. {bring} {obj}{from_}", f"{bring} {obj}{from_}. I am in {dst_text}",
+                           f"bring {obj}{from_} to me in {dst_text}", f"{bring} {obj}{from_}, I'm over in {dst_text}",
+                           f"I'm sitting in {dst_text}, could you {bring} {obj}{from_}"]) if st.solo else \
+            rng.choice([f"bring {obj}{from_} to me in {dst_text}", f"{rng.choice(CARRY)} {obj}{from_} to {dst_text}"])
+    elif unknown_at == "src" or form < 0.6:  # "bring me X from P [to Q]"
+        src, src_text = at("src")
+        st.place = src or st.place
+        verb = rng.choice(BRING_ME + ["fetch", "get", "retrieve", "go get"])
+        if rng.random() < 0.4 and not st.unknown:
+            dst, dst_text = place_phrase(rng, st)
+            text = f"{rng.choice(CARRY)} {obj} from {src_text} to {dst_text}"
+        elif st.solo and rng.random() < 0.3:
+            text = rng.choice([f"I left {obj} in {src_text}, can you get {it(plural)} for me",
+                               f"{obj} {'are' if plural else 'is'} in {src_text}, bring {it(plural)} to me",
+                               f"I think I left {obj} in {src_text}. bring {it(plural)} here"])
+        else:
+            text = f"{verb} {obj} from {src_text}"
+    elif form < 0.8:  # "bring me X" / "bring X to me": the robot does not know where "me" is
+        text = rng.choice([f"{rng.choice(BRING_ME)} {obj}", f"bring {obj} to me", f"bring {obj} here",
+                           f"{rng.choice(BRING_ME)} {obj} please", f"get {obj} for me", f"I need {obj}, bring "
+                           f"{it(plural)} to me", f"can I have {obj}"])
+    else:  # "take X to Q"
+        dst, dst_text = place_phrase(rng, st)
+        text = f"{rng.choice(CARRY)} {obj} to {dst_text}"
+    st.unknown = bool(unknown_at)
+    if unknown_at:
+        return Step(text, ())
+    calls = ([go(src)] if src else []) + [pick(name)] + ([go(dst)] if dst else [])
+    st.place = dst or src or st.place
+    return Step(text, tuple(calls))
 
 
 def step_place(rng: random.Random, st: _State) -> Step:
-    st.holding = False
-    surface = rng.choice(SURFACES)
-    text = rng.choice(BIN_VERBS) if surface == "bin" and rng.random() < 0.6 else rng.choice(PLACE_VERBS).format(s=surface)
+    """Put down what is held: arm.place(surface)."""
+    surface, where = surface_phrase(rng)
+    thing = it(st.plural)
+    verb = rng.choice(PUT)
+    text = rng.choice([f"{verb} {thing} {where}", f"{verb} {thing} down {where}", f"{verb} {thing} {where}",
+                       f"{verb} {thing} back {where}"])
+    st.holding = None
     return Step(text, (call("arm.place", surface=surface),))
 
 
+def step_put(rng: random.Random, st: _State) -> Step:
+    """"put the cup on the table" when nothing is held: pick it, then place it."""
+    name, obj, plural = object_phrase(rng)
+    surface, where = surface_phrase(rng)
+    verb = rng.choice(["put", "place", "set", "move", "put away", "stick", "leave"])
+    if verb == "put away":
+        text = f"put {obj} away {where}"
+    else:
+        text = f"{verb} {obj} {where}" if rng.random() < 0.7 else \
+            f"{rng.choice(PICK_VERBS)} {obj} and {rng.choice(PUT)} {it(plural)} {where}"
+    return Step(text, (pick(name), call("arm.place", surface=surface)))
+
+
+def _then_stop(rng: random.Random, text: str) -> str:
+    return text + (rng.choice([", then stop", " and then stop", " and stop", ", then halt", " then stop"])
+                   if rng.random() < 0.2 else "")
+
+
 def step_move(rng: random.Random, st: _State) -> Step:
+    """A timed move: move(direction, speed, seconds); explicit m/s speeds are a raw Move + wait + StopMove."""
     direction = rng.choice(list(DIRECTIONS))
-    axis, sign, phrases = DIRECTIONS[direction]
-    speed = rng.choice(list(SPEEDS))
-    velocity = {"vx": 0.0, "vy": 0.0, "vyaw": 0.0}
-    speed_word = rng.choice(SPEED_WORDS[speed])
-    velocity[axis] = sign * SPEEDS[speed][axis]
-    if axis == "vx" and rng.random() < 0.15:  # an explicit speed instead of a speed word
-        magnitude = rng.choice([0.2, 0.4, 0.6, 0.7, 1.0])
-        velocity[axis] = sign * magnitude
-        speed_word = rng.choice([f"at {magnitude:g} m/s", f"at {magnitude:g} meters per second"])
-    move = call("sport.Move", **velocity)
-    verb = rng.choice(phrases)
-    if rng.random() < 0.2:  # an untimed move: it keeps going until told to stop
-        return Step(" ".join(w for w in ("start to", verb, speed_word) if w), (move,))
-    seconds = float(rng.choice([0.5, 1, 1.5, 2, 2, 3, 3, 4, 5, 5, 6, 7, 8, 10, 2.5]))
-    duration = f"for {seconds_text(rng, seconds)}"
-    parts = [verb, speed_word, duration] if rng.random() < 0.6 else [verb, duration, speed_word]
-    text = " ".join(w for w in parts if w)
-    if rng.random() < 0.25:
-        text += rng.choice([", then stop", " and then stop", " and stop"])
-    return Step(text, (move, call("robot.wait", seconds=seconds), call("sport.StopMove")))
+    verb = rng.choice(DIRECTIONS[direction])
+    seconds = float(rng.choice([0.5, 1, 1.5, 2, 2, 3, 3, 4, 5, 5, 6, 7, 8, 10, 2.5, 12, 15, 20, 30, 4.5]))
+    duration = seconds_text(rng, seconds)
+    duration = f"for {duration}" if rng.random() < 0.85 else duration
+    if rng.random() < 0.12:  # "at 0.6 m/s": the exact velocity, no speed word
+        axis, sign = AXIS[direction]
+        value = rng.choice(RAW_SPEEDS[axis])
+        unit = "rad/s" if axis == "vyaw" else rng.choice(["m/s", "meters per second", "m/s", "metres per second"])
+        speed = f"at {value:g} {unit}"
+        if value in (0.5, 1.0) and unit != "rad/s" and rng.random() < 0.5:  # "at half a meter per second"
+            speed = f"at {'half a' if value == 0.5 else 'one'} {rng.choice(['meter', 'metre'])} per second"
+        velocity = {"vx": 0.0, "vy": 0.0, "vyaw": 0.0, axis: sign * value}
+        calls = (call("sport.Move", **velocity), call("robot.wait", seconds=seconds), call("sport.StopMove"))
+    else:
+        speed_key = rng.choice(list(SPEED_WORDS))
+        speed = rng.choice(SPEED_WORDS[speed_key])
+        if direction.startswith("turn") and rng.random() < 0.2:
+            verb = f"keep {verb.replace('turn', 'turning').replace('rotate', 'rotating').replace('spin', 'spinning')}"
+        calls = (call("move", direction=direction, speed=speed_key, seconds=seconds),)
+    order = rng.random()
+    parts = [verb, speed, duration] if order < 0.55 else [verb, duration, speed] if order < 0.85 else \
+        [speed, verb, duration] if speed.endswith("ly") else [verb, speed, duration]
+    st.ends_move = True
+    return Step(_then_stop(rng, " ".join(p for p in parts if p)), calls, ends_move=True)
+
+
+def step_start(rng: random.Random, st: _State) -> Step:
+    """An untimed move (no duration, no distance): start(direction, speed), or a raw Move at an explicit m/s."""
+    direction = rng.choice(list(START_FORMS))
+    if rng.random() < 0.15 and not direction.startswith("turn"):
+        axis, sign = AXIS[direction]
+        value = rng.choice(RAW_SPEEDS[axis])
+        verb = rng.choice(DIRECTIONS[direction] + START_FORMS[direction])
+        unit = rng.choice(["m/s", "meters per second", "m/s"])
+        velocity = {"vx": 0.0, "vy": 0.0, "vyaw": 0.0, axis: sign * value}
+        return Step(f"{verb} at {value:g} {unit}", (call("sport.Move", **velocity),))
+    speed_key = rng.choice(list(SPEED_WORDS))
+    speed = rng.choice(SPEED_WORDS[speed_key])
+    # a bare "turn left" is a 90 degree turn (step_turn), so untimed turning always says start/keep
+    forms = START_FORMS[direction] + ([] if direction.startswith("turn") else DIRECTIONS[direction])
+    verb = rng.choice(forms)
+    text = " ".join(p for p in ([speed, verb] if speed.endswith("ly") and rng.random() < 0.3 else [verb, speed]) if p)
+    if rng.random() < 0.15:
+        text += rng.choice([" until I say stop", " until I tell you to stop", " and keep going"])
+    return Step(text, (call("start", direction=direction, speed=speed_key),))
+
+
+def step_walk(rng: random.Random, st: _State) -> Step:
+    """A distance: walk(direction, meters) (normal speed; the contract turns meters into seconds)."""
+    direction = rng.choice(["forward", "forward", "backward", "left", "right"])
+    meters = float(rng.choice([0.5, 1, 1, 1.5, 2, 2, 2.5, 3, 3, 4, 5, 6, 7, 8, 10, 3.5]))
+    dist = meters_text(rng, meters)
+    side = {"left": "to the left", "right": "to the right"}
+    form = rng.random()
+    if direction in ("forward", "backward"):
+        verb = rng.choice(DIRECTIONS[direction])
+        word = {"forward": rng.choice(["forward", "ahead", "straight ahead", "forwards"]),
+                "backward": rng.choice(["backward", "backwards", "back"])}[direction]
+        text = f"{verb} {dist}" if form < 0.5 else \
+            f"{rng.choice(['walk', 'move', 'go', 'step', 'head'])} {dist} {word}" if form < 0.85 else f"{dist} {word}"
+    else:
+        verb = rng.choice(DIRECTIONS[direction])
+        text = f"{verb} {dist}" if form < 0.5 else \
+            f"{rng.choice(['move', 'step', 'sidestep', 'slide', 'shift'])} {dist} {side[direction]}"
+    st.ends_move = True
+    return Step(_then_stop(rng, text), (call("walk", direction=direction, meters=meters),), ends_move=True)
+
+
+def step_turn(rng: random.Random, st: _State) -> Step:
+    """A turn by an angle: turn(direction, degrees); bare "turn left" is 90, "turn around" 180, "spin around" 360."""
+    direction = rng.choice(["left", "right"])
+    verb = rng.choice(["turn", "rotate", "turn", "pivot"])
+    form = rng.random()
+    if form < 0.35:
+        degrees = 90
+        text = rng.choice([f"{verb} {direction}", f"{verb} {direction}", f"{verb} to the {direction}",
+                           f"{verb} {direction} in place", f"make a {direction} turn",
+                           f"{verb} {direction} 90 degrees", f"{verb} 90 degrees to the {direction}",
+                           f"do a quarter turn to the {direction}", f"{verb} a quarter turn {direction}",
+                           f"{verb} {direction} ninety degrees", f"{verb} {direction} by 90 degrees"])
+    elif form < 0.55:
+        degrees = 45
+        text = rng.choice([f"{verb} {direction} 45 degrees", f"{verb} 45 degrees to the {direction}",
+                           f"{verb} {direction} by forty-five degrees", f"{verb} {direction} forty five degrees",
+                           f"{verb} 45 degrees {direction}"])
+    elif form < 0.8:
+        degrees = 180
+        if rng.random() < 0.5:
+            direction = "left"
+            text = rng.choice(["turn around", "turn around", "do a u-turn", "make a u-turn", "do a 180",
+                               "turn back the way you came", "face the other way", "about face",
+                               "do a half turn", "turn around in place"])
+        else:
+            text = rng.choice([f"{verb} {direction} 180 degrees", f"{verb} 180 degrees to the {direction}",
+                               f"turn around to the {direction}", f"{verb} {direction} a hundred and eighty degrees"])
+    else:
+        degrees = 360
+        if rng.random() < 0.6:
+            direction = "left"
+            text = rng.choice(["spin around", "do a full turn", "do a 360", "spin in a circle", "turn 360 degrees",
+                               "do a full circle", "spin around once", "do a full spin", "make a full rotation"])
+        else:
+            text = rng.choice([f"{verb} {direction} 360 degrees", f"do a full turn to the {direction}",
+                               f"spin around to the {direction}", f"do a full circle to the {direction}"])
+    st.ends_move = True
+    return Step(_then_stop(rng, text), (call("turn", direction=direction, degrees=degrees),), ends_move=True)
 
 
 def step_wait(rng: random.Random, st: _State) -> Step:
-    seconds = float(rng.choice([1, 2, 3, 4, 5, 5, 8, 10, 10, 15, 20, 30, 45, 60, 1.5, 2.5]))
+    seconds = float(rng.choice([1, 2, 3, 4, 5, 5, 8, 10, 10, 15, 20, 30, 45, 60, 1.5, 2.5, 7, 12, 25, 40, 0.5]))
     verb = rng.choice(WAIT_VERBS)
-    if verb == "wait" and rng.random() < 0.5:
-        return Step(f"wait {seconds_text(rng, seconds)}", (call("robot.wait", seconds=seconds),))
-    return Step(f"{verb.replace(' for', '')} for {seconds_text(rng, seconds)}", (call("robot.wait", seconds=seconds),))
+    dur = seconds_text(rng, seconds)
+    if verb in ("wait", "pause", "give it"):
+        text = f"{verb} {dur}" if verb != "pause" or rng.random() < 0.5 else f"pause for {dur}"
+    else:
+        text = f"{verb} {dur}"
+    return Step(text, (call("robot.wait", seconds=seconds),))
 
 
 def step_posture(rng: random.Random, st: _State) -> Step:
-    # "stop" right after a timed move is part of that move (it already ends with StopMove)
-    callee = rng.choice([c for c in POSTURES if not (c == "sport.StopMove" and st.last[-1:] == (call(c),))])
+    # "stop" right after a timed move, a distance or a turn is part of it (they end with StopMove)
+    callee = rng.choice([c for c in POSTURES if not (c == "sport.StopMove" and (st.ends_move or st.started))])
+    if st.solo and callee in TERSE and rng.random() < 0.2:
+        return Step(rng.choice(TERSE[callee]), (call(callee),), sentence=True)
     return Step(rng.choice(POSTURES[callee]), (call(callee),))
 
 
@@ -311,104 +637,268 @@ def step_simple(rng: random.Random, st: _State) -> Step:
     callee = rng.choice(list(SIMPLE))
     if callee == "nav.dock":
         st.place = None
-    return Step(rng.choice(SIMPLE[callee]), (call(callee),))
+    if st.solo and callee in TERSE and rng.random() < 0.2:
+        return Step(rng.choice(TERSE[callee]), (call(callee),), sentence=True)
+    text = rng.choice(SIMPLE[callee])
+    if text.startswith(("how", "what", "where", "any")):
+        return Step(text, (call(callee),), question=True)
+    if callee == "nav.dock" and rng.random() < 0.15:
+        text = f"{rng.choice(['your battery is low', 'you are almost out of battery', 'battery is low'])}, {text}"
+    return Step(text, (call(callee),))
+
+
+def _speech(rng: random.Random) -> str:
+    phrase = rng.choice(SPEECH)
+    if rng.random() < 0.2:  # messages about things: open vocabulary in speech too
+        name, _, plural = object_phrase(rng)
+        place = rng.choice(PLACE_NAMES[rng.choice(PLACES)])
+        phrase = rng.choice([f"The {name} {'are' if plural else 'is'} in the {place}", f"Please bring the {name}",
+                             f"I found the {name}", f"Where is the {name}?"])
+    return phrase
 
 
 def step_say(rng: random.Random, st: _State) -> Step:
-    phrase = rng.choice(PHRASES)
-    quote = rng.choice(["'", '"'])
-    return Step(f"{rng.choice(SAY_VERBS)} {quote}{phrase}{quote}", (call("audio.speak", text=phrase),), verbatim=True)
+    """Speech: quoted anywhere; unquoted ("tell everyone dinner is ready") only as the last clause."""
+    phrase = _speech(rng)
+    if st.last and rng.random() < 0.45:
+        text = phrase.rstrip("!?.")
+        text = text[0].lower() + text[1:] if not text.startswith("I ") else text
+        return Step(f"{rng.choice(TELL)} {_SAY}{text}{_SAY_END}", (_SPEAK,))
+    quote = rng.choice(["'", '"', '"'])
+    verb = rng.choice(SAY_VERBS)
+    return Step(f"{verb} {quote}{_SAY}{phrase}{_SAY_END}{quote}", (_SPEAK,))
 
 
-#: step kind -> (builder, weight); place is only offered while holding something
+#: step kind -> (builder, weight)
 STEP_KINDS: dict[str, tuple[Callable[[random.Random, _State], Step], float]] = {
-    "go": (step_go, 3.0), "find": (step_find, 2.0), "pick": (step_pick, 1.5), "fetch": (step_fetch, 1.5),
-    "place": (step_place, 3.0), "move": (step_move, 3.0), "wait": (step_wait, 1.0), "posture": (step_posture, 2.0),
-    "simple": (step_simple, 2.5), "say": (step_say, 1.0),
+    "go": (step_go, 3.0), "find": (step_find, 2.6), "pick": (step_pick, 1.8), "bring": (step_bring, 2.6),
+    "place": (step_place, 3.0), "put": (step_put, 0.8), "move": (step_move, 2.6), "start": (step_start, 0.9),
+    "walk": (step_walk, 1.6), "turn": (step_turn, 1.6), "wait": (step_wait, 1.0), "posture": (step_posture, 1.8),
+    "simple": (step_simple, 2.2), "say": (step_say, 1.2),
 }
+#: kinds that name a place, so a step of them can name an unknown one
+_PLACED = ["go", "go", "find", "pick", "bring", "bring"]
+
+
+def _refused(rng: random.Random, st: _State, reason: str) -> Step:
+    """A clause the robot must refuse."""
+    if reason == "unknown_place":
+        st.unknown = True
+        kind = rng.choice(_PLACED)
+        step = STEP_KINDS[kind][0](rng, st)
+        st.unknown = False
+        return Step(step.text, (), refuse=reason)
+    templates = UNSUPPORTED if reason == "unsupported" else UNSAFE
+    template = rng.choice(templates)
+    name, obj, _ = object_phrase(rng)
+    text = template.format(o=name, p=rng.choice(PEOPLE), a=rng.choice(ANIMALS))
+    if reason == "unsafe" and rng.random() < 0.15:  # faster than the robot may go
+        text = f"{rng.choice(DIRECTIONS['forward'])} at {rng.choice([2, 3, 5, 10, 20])} " \
+               f"{rng.choice(['m/s', 'meters per second'])}"
+    return Step(keep(text) if reason == "unsafe" else text, (), refuse=reason)
 
 
 # -------------------------------------------------------------------------------------------- composition
+QUESTION_PREFIX = ["could you ", "can you ", "would you ", "can you please ", "could you please ",
+                   "hey buddy, could you ", "hey robot, can you ", "robot, could you ", "would you kindly ",
+                   "do you think you could ", "any chance you could ", "is it possible to ", "can u "]
+PREFIX = ["", "", "", "", "", "", "please ", "please, ", "hey robot, ", "robot, ", "I need you to ",
+          "I'd like you to ", "okay, ", "ok ", "go ahead and ", "I was wondering if you could ", "when you get a chance, ",
+          "do me a favor and ", "if you don't mind, ", "whenever you're ready, ", "quick one: ", "alright, ",
+          "listen, ", "yo, ", "hey, ", "so ", "right, ", "um, ", "hey there, ", "buddy, ", "now ", "ok robot, ",
+          "your next task: ", "new task: ", "I want you to ", "you need to ", "time to ", "let's "]
+SUFFIX = ["", "", "", "", "", " please", ", please", ", thanks", ", thank you", " thx", ", would you", ", ok",
+          " asap", " right now", " now", ", if you can", " when you have a minute", " pls", ", thanks a lot",
+          ", cheers", " for me", ", buddy", " thank you so much"]
+SENTENCE_PREFIX = ["", "", "", "", "Hey robot. ", "Robot, listen. ", "Okay. ", "Hi. ", "Please do this. ",
+                   "New task. ", "Here's what I need. ", "Alright. ", "Ok so. "]
+
+
 def _join(rng: random.Random, clauses: list[str]) -> str:
-    """Join clauses with ordinals, connectors or separate sentences; the result has no final punctuation."""
+    """Clauses joined with ordinals, connectors or separate sentences (no final punctuation)."""
     if len(clauses) == 1:
         return clauses[0]
     style = rng.random()
-    if style < 0.25:  # First ... Then ... Finally ...
-        head = rng.choice(["First", "First,", "To start,", "Start by:"]) if rng.random() < 0.7 else ""
-        middle = ["Then", "Next,", "After that,", "Then,"]
+    if style < 0.2:  # First ... Then ... Finally ...
+        head = rng.choice(["First", "First,", "To start,", "Start by:", "Step one:"]) if rng.random() < 0.7 else ""
         out = [f"{head} {clauses[0]}".strip()]
-        for c in clauses[1:-1]:
-            out.append(f"{rng.choice(middle)} {c}")
-        out.append(f"{rng.choice(['Finally,', 'Lastly,', 'Then', 'And finally'])} {clauses[-1]}")
+        out += [f"{rng.choice(['Then', 'Next,', 'After that,', 'Then,', 'Next'])} {c}" for c in clauses[1:-1]]
+        out.append(f"{rng.choice(['Finally,', 'Lastly,', 'Then', 'And finally', 'After that'])} {clauses[-1]}")
         return ". ".join(out)
-    if style < 0.45:  # separate plain sentences
-        return ". ".join(c[0].upper() + c[1:] for c in clauses)
-    if style < 0.55:
+    if style < 0.35:  # separate sentences, capitalised or not
+        return ". ".join(map(_capitalize, clauses) if rng.random() < 0.6 else clauses)
+    if style < 0.42:
         return "; ".join(clauses)
-    connectors = [", then ", " and then ", ", and then ", " then ", ", after that ", " and "]
+    connectors = [", then ", " and then ", ", and then ", " then ", ", after that ", " and ", ", ", " & ",
+                  ". after that, ", ", afterwards ", " and after that ", ", and once that's done, ",
+                  ", when you're done ", " followed by "]
     out = clauses[0]
     for i, c in enumerate(clauses[1:], start=1):
         last = i == len(clauses) - 1
-        out += (rng.choice([", and finally ", " and finally ", ", then "]) if last and len(clauses) > 2
+        out += (rng.choice([", and finally ", " and finally ", ", then ", " and lastly "]) if last and len(clauses) > 2
                 else rng.choice(connectors)) + c
     return out
 
 
-def _typo(rng: random.Random, text: str) -> str:
-    """One light typo in a filler word (never in a word that carries meaning)."""
-    words = text.split(" ")
-    candidates = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha() and w.lower() not in _PROTECTED]
-    if not candidates:
-        return text
-    i = rng.choice(candidates)
-    w = words[i]
-    k = rng.randrange(1, len(w) - 1)
-    kind = rng.random()
-    if kind < 0.4:
-        w = w[:k] + w[k + 1] + w[k] + w[k + 2:]  # swap two letters
-    elif kind < 0.7:
-        w = w[:k] + w[k + 1:]  # drop one
-    else:
-        w = w[:k] + w[k] + w[k:]  # double one
-    words[i] = w
-    return " ".join(words)
+_SENTENCE_STARTS = ("i ", "i'm", "where ", "have you", "do you", "how", "what", "can i ", "once you", "when you",
+                    "in ", "to the ", "you ", "your ")
 
 
-def compose(rng: random.Random, max_calls: int = 10) -> Command:
-    """One command of 1-4 steps whose calls fit in ``max_calls``."""
-    while True:
-        n_steps = rng.choices([1, 2, 3, 4], weights=[25, 40, 25, 10])[0]
-        st = _State()
-        steps: list[Step] = []
-        for _ in range(n_steps):
-            kinds = [k for k in STEP_KINDS if (k == "place") == st.holding or (k != "place" and rng.random() < 0.3)]
-            kinds = [k for k in kinds if not (st.holding and k in ("pick", "fetch"))]
-            kind = rng.choices(kinds, weights=[STEP_KINDS[k][1] for k in kinds])[0]
-            steps.append(STEP_KINDS[kind][0](rng, st))
-            st.last = steps[-1].calls
-        calls = tuple(c for s in steps for c in s.calls)
-        if len(calls) <= max_calls:
-            break
-    text = _join(rng, [s.text for s in steps])
-    if ". " in text:  # several sentences: only a greeting fits in front, and no question mark at the end
-        prefix, end = rng.choice(SENTENCE_PREFIX), rng.choice([".", ".", "", "!"])
+def _sentence(step: Step) -> bool:
+    """Whether a clause is not a bare imperative, so no "could you" / "please" goes in front of it."""
+    if step.sentence or step.question:
+        return True
+    text = step.text.lower()
+    return text.startswith(_SENTENCE_STARTS) or text.startswith(_KEEP) or text.split()[0] in DETERMINERS
+
+
+def _outside(text: str) -> list[tuple[int, int]]:
+    """Ranges of ``text`` outside speech and protected spans."""
+    out, pos = [], 0
+    for m in _SPANS.finditer(text):
+        out.append((pos, m.start()))
+        pos = m.end()
+    out.append((pos, len(text)))
+    return out
+
+
+def _typos(rng: random.Random, text: str, n: int) -> str:
+    """``n`` slips in words of 4+ letters outside speech and protected spans (never in number words)."""
+    words = [(m.start() + a, m.end() + a) for a, b in _outside(text)
+             for m in re.finditer(r"[A-Za-z]{4,}", text[a:b])
+             if m.group().lower() not in NUMBER_WORDS]
+    for start, end in sorted(rng.sample(words, min(n, len(words))), reverse=True):
+        text = text[:start] + typo(rng, text[start:end]) + text[end:]
+    return text
+
+
+def _strip_punctuation(text: str) -> str:
+    """Drop ,.!?;: outside spans (a decimal point stays)."""
+    parts, pos = [], 0
+    for a, b in _outside(text):
+        parts.append(text[pos:a])
+        parts.append(re.sub(r"(?<!\d)[.,](?!\d)|[!?;:]", "", text[a:b]))
+        pos = b
+    return "".join(parts) + text[pos:]
+
+
+def _capitalize(text: str) -> str:
+    for i, ch in enumerate(text):
+        if ch.isalpha():
+            return text[:i] + ch.upper() + text[i + 1:]
+    return text
+
+
+def _finish(rng: random.Random, steps: list[Step], refusal: str | None) -> str:
+    clauses = [s.text for s in steps]
+    question = any(s.question for s in steps)
+    speech_last = steps[-1].calls == (_SPEAK,) and _SAY in steps[-1].text and not steps[-1].text.endswith('"') \
+        and not steps[-1].text.endswith("'")
+    text = _join(rng, clauses)
+    if ". " in text or question or _sentence(steps[0]):
+        prefix = rng.choice(SENTENCE_PREFIX)
+        end = "?" if question else rng.choice([".", ".", "", "!"])
+        suffix = "" if question or speech_last else rng.choice(SUFFIX[:12])
+        body = (prefix + _capitalize(text) if prefix else text) + suffix
     else:
-        prefix = rng.choice(POLITE_PREFIX)
-        end = "?" if prefix.startswith(("could", "can", "would")) else rng.choice([".", ".", ".", "", "!"])
-    suffix = rng.choice(POLITE_SUFFIX)
-    if suffix == "!":
-        end, suffix = "!", ""
-    if "please" in prefix.lower() and "please" in suffix:
-        suffix = ""
-    user = f"{prefix}{text if prefix.endswith(' ') and not prefix.endswith('. ') else text[0].upper() + text[1:]}"
-    user = f"{user[0].upper()}{user[1:]}{suffix}{end}"
-    if rng.random() < 0.1 and not any(s.verbatim for s in steps):  # all lower case, as typed on a phone
+        if rng.random() < 0.35:
+            prefix = rng.choice(QUESTION_PREFIX)
+            end = rng.choice(["?", "?", "?", ""])
+        else:
+            prefix = rng.choice(PREFIX)
+            end = rng.choice([".", ".", ".", "", "!", "!"])
+        suffix = "" if speech_last else rng.choice(SUFFIX)
+        if "please" in prefix and "please" in suffix:
+            suffix = ""
+        if end == "?" and suffix in (" now", " right now", " asap"):
+            suffix = ""
+        body = prefix + text + suffix
+        if rng.random() < 0.1 and not question:
+            body = f"{rng.choice(CONTEXT)} {body}"
+    if rng.random() < 0.06 and len(steps) > 1:  # "please" in the middle
+        at = [m.end() for m in re.finditer(r"(, then | and then |\. )", body)]
+        if at:
+            k = rng.choice(at)
+            body = body[:k] + "please " + body[k:]
+    user = _capitalize(body) + end
+    style = rng.random()
+    if style < 0.12:  # all lower case, as typed on a phone
         user = user.lower()
+    elif style < 0.14 and len(steps) == 1 and not refusal:
+        user = user.upper()
+    if rng.random() < 0.08:
+        user = _strip_punctuation(user)
     if rng.random() < 0.25:
-        user = _typo(rng, user)
-    user = re.sub(r"\s+", " ", user).replace(" ,", ",").replace("..", ".").strip()
-    return Command(user, calls)
+        user = _typos(rng, user, 1 if rng.random() < 0.8 else 2)
+    return user
+
+
+def _unclear(rng: random.Random) -> str:
+    if rng.random() < 0.3:  # keyboard mash
+        letters = "asdfghjklqwertyuiopzxcvbnm"
+        return " ".join("".join(rng.choice(letters) for _ in range(rng.randint(3, 8)))
+                        for _ in range(rng.randint(1, 3)))
+    text = rng.choice(UNCLEAR)
+    if rng.random() < 0.3:
+        text = rng.choice(["hey robot, ", "robot, ", "um, ", "so ", "please ", "ok "]) + text
+    return _capitalize(text) if rng.random() < 0.6 else text
+
+
+def compose(rng: random.Random) -> Command:
+    """One command: 1-4 steps (or a refusal), at most MAX_ITEMS compact calls."""
+    kind = rng.choices(list(MIX), list(MIX.values()))[0]
+    if kind == "unclear":
+        return Command(_unclear(rng), (reject("unclear"),), "unclear")
+    while True:
+        if kind == "action":
+            n_steps = rng.choices([1, 2, 3, 4], weights=[30, 38, 22, 10])[0]
+        else:
+            n_steps = rng.choices([1, 2, 3], weights=[50, 35, 15])[0]
+        refuse_at = rng.randrange(n_steps) if kind != "action" else -1
+        st = _State(n_steps=n_steps)
+        steps: list[Step] = []
+        for i in range(n_steps):
+            st.index = i
+            if i == refuse_at:
+                step = _refused(rng, st, kind)
+            else:
+                kinds = [k for k in STEP_KINDS if (k == "place") == bool(st.holding) or
+                         (k != "place" and rng.random() < 0.3)]
+                kinds = [k for k in kinds if not (st.holding and k in ("pick", "bring", "put"))]
+                name = rng.choices(kinds, weights=[STEP_KINDS[k][1] for k in kinds])[0]
+                step = STEP_KINDS[name][0](rng, st)
+                st.used.append(name)
+            st.ends_move = step.ends_move
+            st.started = any(c.startswith(("start(", "sport.Move(")) for c in step.calls[-1:])
+            steps.append(step)
+        calls = tuple(c for s in steps for c in s.calls)
+        if len(calls) <= MAX_ITEMS:
+            break
+    user = _finish(rng, steps, None if kind == "action" else kind)
+    speech = iter(m.group(1) for m in re.finditer(f"{_SAY}(.*?){_SAY_END}", user))
+    if kind != "action":
+        calls = (reject(kind),)
+    else:
+        calls = tuple(call("audio.speak", text=next(speech)) if c == _SPEAK else c for c in calls)
+    user = re.sub(f"[{_SAY}{_SAY_END}{_KEEP}{_KEEP_END}]", "", user)
+    user = re.sub(r"\s+", " ", user).replace(" ,", ",").replace("..", ".").replace(",.", ".").strip()
+    return Command(user, calls, kind)
+
+
+def check_vocabulary(contract: ContractSpec) -> None:
+    """Fail loudly if the task's contract no longer admits what the synthesizer writes (places, reasons, names)."""
+    probes = [[go(p)] for p in PLACES] + [[reject(r)] for r in MIX if r != "action"]
+    probes += [[find(o), pick(o), call("arm.place", surface=s)] for o, s in zip(OBJECTS, itertools.cycle(
+        SURFACES + CONTAINERS))]
+    probes += [[call("move", direction=d, speed=s, seconds=2.5), call("start", direction=d, speed=s)]
+               for d in DIRECTIONS for s in SPEED_WORDS]
+    probes += [[call("walk", direction=d, meters=10.0), call("turn", direction=t, degrees=g)]
+               for d in ("forward", "backward", "left", "right") for t in ("left", "right") for g in (45, 90, 180, 360)]
+    bad = [(p, contract.validate(json.dumps(p)).violations) for p in probes]
+    bad = [(p, v) for p, v in bad if v]
+    if bad:
+        raise ValueError(f"the task contract rejects {len(bad)} of the synthesizer's answer forms, e.g. "
+                         f"{bad[0][0]}: {'; '.join(map(str, bad[0][1]))}")
 
 
 def iter_commands(seed: int = 0, contract: ContractSpec | None = None) -> Iterator[Command]:
@@ -434,6 +924,12 @@ def synthesize(n: int, seed: int = 0, contract: ContractSpec | None = None) -> l
 
     Prefix-stable: the first k of ``synthesize(n)`` are ``synthesize(k)``."""
     return list(itertools.islice(iter_commands(seed, contract), n))
+
+
+def mix(commands: list[Command]) -> dict[str, float]:
+    """Share of each kind of command (action or a refusal reason)."""
+    counts = Counter(c.kind for c in commands)
+    return {k: round(counts[k] / max(len(commands), 1), 3) for k in MIX}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,15 +1,25 @@
-"""The offline synthesizer and the `make data` stage: valid, deterministic, learnable, leak-free."""
+"""The offline synthesizer and the `make data` stage: valid, deterministic, open-vocabulary, leak-free."""
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 
+import pytest
+from rapidfuzz import fuzz
 
-from train import synth
+from train import synth, synth_vocab
 from train.data import DataConfig, main, run
 from train.dataset import SPLITS, read_split
+
+REASONS = ("unsupported", "unknown_place", "unsafe", "unclear")
+
+
+@pytest.fixture(scope="module")
+def commands():
+    return synth.synthesize(4000, seed=5)
 
 
 def trigrams(text: str) -> frozenset[str]:
@@ -30,73 +40,176 @@ def max_jaccard(texts_a: list[str], texts_b: list[str]) -> tuple[float, str, str
     return best
 
 
-def test_synth_is_deterministic_valid_and_large(robot_task):
+def unspoken(cmd: synth.Command) -> str:
+    """The command in lower case without what it asks to be spoken."""
+    text = cmd.user.lower()
+    for c in cmd.calls:
+        if c.startswith("audio.speak("):
+            text = text.replace(c[len("audio.speak(text='"):-2].lower(), "")
+    return text
+
+
+def args(call: str, key: str) -> str | None:
+    m = re.search(rf"{key}=(?:'([^']*)'|([-0-9.]+))", call)
+    return None if m is None else m.group(1) if m.group(1) is not None else m.group(2)
+
+
+def test_synth_is_deterministic_prefix_stable_and_valid_in_both_forms(robot_task):
     first = synth.synthesize(3000, seed=7, contract=robot_task.contract)
     assert first == synth.synthesize(3000, seed=7)
+    assert first[:400] == synth.synthesize(400, seed=7)
     assert first != synth.synthesize(3000, seed=8)
     assert len({c.user.lower() for c in first}) == 3000
     for cmd in first:
         verdict = robot_task.contract.validate(cmd.assistant)
-        assert verdict.valid, (cmd.user, verdict.violations)
-        assert verdict.calls == list(cmd.calls)  # answers are already in the contract's normalised form
+        assert verdict.valid, (cmd.user, cmd.assistant, verdict.violations)
+        assert verdict.compact == list(cmd.calls), cmd  # answers are already in the contract's normalised form
+        flat = robot_task.contract.validate(json.dumps(verdict.calls))  # the expanded form is a valid answer too
+        assert flat.valid and flat.calls == verdict.calls, (cmd, flat.violations)
 
 
-def test_synth_follows_its_implicit_step_rules():
-    for cmd in synth.synthesize(2000, seed=1):
-        calls = list(cmd.calls)
-        for i, c in enumerate(calls):
-            if c.startswith("nav.go_to("):
-                assert calls[i + 1] == "nav.wait_for_arrival()", cmd
-            if c.startswith("perception.find_object("):
-                assert calls[i + 1] == "perception.wait_for_result()", cmd
-            if c.startswith("arm.pick("):
-                name = c[len("arm.pick("):]
-                assert calls[i - 2] == f"perception.find_object({name}" and calls[i - 1] == "perception.wait_for_result()"
-        if "audio.speak" in cmd.assistant:  # the spoken text is quoted verbatim in the command
-            for c in calls:
-                if c.startswith("audio.speak("):
-                    assert c[len("audio.speak(text='"):-2] in cmd.user
+def test_the_mix_holds_refusals_and_every_reason(commands):
+    mix = synth.mix(commands)
+    refused = sum(mix[r] for r in REASONS)
+    assert 0.12 <= refused <= 0.18, mix
+    assert all(mix[r] >= 0.01 for r in REASONS), mix
+    for cmd in commands:
+        rejects = [c for c in cmd.calls if c.startswith("robot.reject(")]
+        if rejects or cmd.kind != "action":  # a refusal is the reject call alone, with the kind's reason
+            assert cmd.calls == (f"robot.reject(reason='{cmd.kind}')",), cmd
+    mixed = [c for c in commands if c.kind != "action" and re.search(r" and |, then |\. ", c.user)]
+    assert len(mixed) > 0.25 * sum(c.kind != "action" for c in commands)  # refused parts inside longer commands
 
 
-def test_speed_words_always_mean_the_same_velocity():
-    """"slowly" walking forward is vx=0.3 every time: the text alone determines the answer."""
-    seen: dict[str, set[str]] = {}
-    for cmd in synth.synthesize(3000, seed=2):
+def test_the_vocabulary_is_large_and_open():
+    objects = synth_vocab.OBJECTS
+    assert len(set(objects)) == len(objects) >= 300
+    assert sum(" " in o for o in objects) >= 120  # multi-word: "car keys", "glass of water", ...
+    assert len(synth_vocab.SURFACES) + len(synth_vocab.CONTAINERS) >= 50
+    assert len(synth_vocab.UNKNOWN_PLACES) >= 50 and len(synth_vocab.UNSUPPORTED) >= 100
+    for name in objects + synth_vocab.SURFACES + synth_vocab.CONTAINERS:
+        assert re.fullmatch(r"[a-z0-9 -]{1,40}", name), name
+    places = {n for names in synth_vocab.PLACE_NAMES.values() for n in names}
+    assert not {u.removeprefix("the ") for u in synth_vocab.UNKNOWN_PLACES} & places
+
+
+def test_object_names_are_copied_from_the_command(commands):
+    """The answer holds the object as said, without determiners, in lower case; a typo is only in the command."""
+    typos = total = 0
+    for cmd in commands:
         text = cmd.user.lower()
-        moves = [c for c in cmd.calls if c.startswith("sport.Move(")]
-        if len(moves) == 1 and "forward" in text and "backward" not in text and " m/s" not in text and "meters" not in text:
-            for word in ("slowly", "quickly", "briskly"):
-                if word in text:
-                    seen.setdefault(word, set()).add(moves[0])
-    assert seen["slowly"] == {"sport.Move(vx=0.3, vy=0.0, vyaw=0.0)"}
-    assert seen["quickly"] == seen["briskly"] == {"sport.Move(vx=0.8, vy=0.0, vyaw=0.0)"}
+        for c in cmd.calls:
+            name = args(c, "name") or args(c, "surface")
+            if name is None:
+                continue
+            total += 1
+            assert name == name.lower() and not re.match(r"(the|a|an|my|your|some|that|this) ", name), cmd
+            if name not in text:
+                typos += 1
+                assert fuzz.partial_ratio(name, text) >= 75, (name, cmd.user)
+    assert total > 2000 and typos < 0.1 * total
 
 
-def test_typos_only_touch_filler_words():
-    """A typo in a verb ("pace it on the desk", "sipn left") would leave the call to a guess."""
-    import random
+def test_test_objects_are_mostly_unseen_in_train(commands):
+    def names(cmds):
+        return {args(c, "name") for cmd in cmds for c in cmd.calls if args(c, "name")}
 
-    text = "could you place it on the table and spin to the left slowly"
-    changed = set()
-    for seed in range(40):
-        typoed = synth._typo(random.Random(seed), text).split()
-        changed |= {before for before, after in zip(text.split(), typoed) if before != after}
-    assert changed == {"could"}
+    train, test = names(commands[:1000]), names(commands[1000:1200])
+    assert len(names(commands)) >= 300
+    assert len(test - train) / len(test) > 0.3  # exact match on the test split measures copying
 
 
-def test_task_example_phrasing_matches_the_synthesizer(robot_task):
-    """The task's own worked example and the synthesizer agree on a timed move followed by 'then stop'."""
-    example = robot_task.examples[2]
-    assert "for three seconds, then stop" in example["user"]
-    assert json.loads(example["assistant"])[1:] == ["sport.Move(vx=0.3, vy=0.0, vyaw=0.0)", "robot.wait(seconds=3.0)",
-                                                    "sport.StopMove()"]
-    assert synth.SPEEDS["slow"]["vx"] == 0.3
+@pytest.mark.parametrize("said, place", [("lounge", "living_room"), ("restroom", "bathroom"), ("study", "office"),
+                                         ("backyard", "garden"), ("corridor", "hallway"), ("lift", "elevator"),
+                                         ("lobby", "reception"), ("storeroom", "storage_room"),
+                                         ("entryway", "front_door"), ("laboratory", "lab")])
+def test_place_synonyms_map_to_the_map(commands, said, place):
+    hits = [c for c in commands if re.search(rf"\bthe {said}\b", unspoken(c)) and c.kind == "action"]
+    assert hits and all(f"go(place='{place}')" in c.calls for c in hits)
+
+
+def test_unknown_places_are_refused(commands):
+    places = "|".join(re.escape(p) for p in synth_vocab.UNKNOWN_PLACES if p != "the car")  # not "the car keys"
+    hits = [c for c in commands if re.search(rf"\b({places})\b", unspoken(c))]
+    assert len(hits) > 100
+    assert all(c.kind != "action" for c in hits), [c for c in hits if c.kind == "action"][:3]
+
+
+def test_motion_words_always_mean_the_same_call(commands):
+    """"slowly" is speed slow every time; "turn around" is 180 degrees left; a bare turn is 90; "stop" after a
+    move adds nothing (it already ends with StopMove)."""
+    for cmd in commands:
+        text = cmd.user.lower()
+        moves = [c for c in cmd.calls if c.startswith(("move(", "start("))]
+        if len(moves) == 1 and len(cmd.calls) == 1:
+            if re.search(r"\b(slowly|at a crawl|nice and slow)\b", text):
+                assert "speed='slow'" in moves[0], cmd
+            if re.search(r"\b(quickly|briskly|rapidly)\b", text):
+                assert "speed='fast'" in moves[0], cmd
+        if cmd.kind == "action" and len(cmd.calls) == 1:
+            if re.fullmatch(r"\W*turn around\W*", text):
+                assert cmd.calls == ("turn(direction='left', degrees=180)",)
+            if re.fullmatch(r"\W*spin around\W*", text):
+                assert cmd.calls == ("turn(direction='left', degrees=360)",)
+            if re.fullmatch(r"\W*turn (left|right)\W*", text):
+                assert cmd.calls == (f"turn(direction='{text.strip(' .!?').split()[1]}', degrees=90)",)
+        for a, b in zip(cmd.calls, cmd.calls[1:]):
+            assert not (a.startswith(("move(", "walk(", "turn(", "start(")) and b == "sport.StopMove()"), cmd
+
+
+def test_distances_and_durations_are_read_from_the_text(commands):
+    seen = 0
+    for cmd in commands:
+        text = cmd.user.lower()
+        if len(cmd.calls) != 1 or cmd.kind != "action":
+            continue
+        m = re.search(r"\b(two|2) (meters|metres)\b", text)
+        if m and cmd.calls[0].startswith("walk("):
+            assert args(cmd.calls[0], "meters") == "2.0", cmd
+            seen += 1
+        m = re.search(r"\bfor (five|5) seconds\b", text)
+        if m and cmd.calls[0].startswith(("move(", "robot.wait(")):
+            assert args(cmd.calls[0], "seconds") == "5.0", cmd
+            seen += 1
+    assert seen > 10
+
+
+def test_speech_is_the_text_as_said(commands):
+    spoken = 0
+    for cmd in commands:
+        for c in cmd.calls:
+            if c.startswith("audio.speak("):
+                text = c[len("audio.speak(text="):-1]
+                assert text[1:-1] in cmd.user, cmd  # never a typo, never re-cased
+                spoken += 1
+    assert spoken > 100
+
+
+def test_bring_me_x_im_in_y_goes_there_after_the_pick(commands):
+    hits = [c for c in commands if c.kind == "action" and re.search(r"\b(i'?m (sitting |over )?in|i am in|to me in) the ", c.user.lower())]
+    assert len(hits) > 20
+    for cmd in hits:
+        assert any(a.startswith("pick(") and b.startswith("go(") for a, b in zip(cmd.calls, cmd.calls[1:])), cmd
+
+
+def test_typos_spare_number_words_and_protected_spans():
+    rng = random.Random(0)
+    text = f"walk forward for three seconds and say {synth._SAY}Hello there{synth._SAY_END} to " \
+           f"{synth.keep('the attic')}"
+    for _ in range(50):
+        out = synth._typos(rng, text, 2)
+        assert "three" in out and "Hello there" in out and "the attic" in out
+
+
+def test_prints_examples(capsys):
+    assert synth.main(["-n", "5", "--seed", "1"]) == 0
+    assert capsys.readouterr().out.count("  -> [") == 5
 
 
 def test_make_data_writes_valid_leak_free_splits_fast(tmp_path, robot_task, capsys):
     started = time.perf_counter()
     assert main(["--run", "r", "--task", "robot_sdk", "--teacher", "synth", f"runs_dir={tmp_path}"]) == 0
-    assert time.perf_counter() - started < 30
+    assert time.perf_counter() - started < 60
     data = tmp_path / "r" / "data"
     splits = {name: read_split(data / f"{name}.jsonl") for name in SPLITS}
     assert {n: len(v) for n, v in splits.items()} == {"train": 1000, "val": 100, "test": 200}
@@ -113,11 +226,27 @@ def test_make_data_writes_valid_leak_free_splits_fast(tmp_path, robot_task, caps
         assert score < 0.8, f"near-duplicate across {a}/{b}: {text_a!r} ~ {text_b!r} ({score:.2f})"
     report = json.loads((data / "data_report.json").read_text())
     assert report["counts"] == {"train": 1000, "val": 100, "test": 200}
+    assert report["rejects"] == {} and report["answers"] == "compact"
     assert report["requested"]["total"] == 1300 and report["received"] >= 1300
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     stage = manifest["stages"]["data"]
     assert stage["task"] == "robot_sdk" and stage["counts"] == report["counts"] and set(stage["sha256"]) == set(SPLITS)
     assert "train 1000  val 100  test 200" in capsys.readouterr().out
+
+
+def test_expanded_answers_are_the_same_commands_as_sdk_calls(tmp_path, robot_task):
+    compact = run(DataConfig(run="c", runs_dir=str(tmp_path), train=120, val=10, test=20))
+    flat = run(DataConfig(run="e", runs_dir=str(tmp_path), train=120, val=10, test=20, answers="expanded"))
+    compact_names = set(robot_task.contract.expansions)
+    for name in SPLITS:
+        a, b = read_split(compact / f"{name}.jsonl"), read_split(flat / f"{name}.jsonl")
+        assert [r["messages"][1] for r in a] == [r["messages"][1] for r in b]  # same commands, same order
+        for ra, rb in zip(a, b):
+            answer = rb["messages"][2]["content"]
+            calls = json.loads(answer)
+            assert calls == robot_task.contract.validate(ra["messages"][2]["content"]).calls
+            assert not {c.split("(")[0] for c in calls} & compact_names and robot_task.contract.validate(answer).valid
+    assert json.loads((flat / "data_report.json").read_text())["answers"] == "expanded"
 
 
 def test_same_seed_gives_byte_identical_splits(tmp_path):
@@ -130,5 +259,7 @@ def test_same_seed_gives_byte_identical_splits(tmp_path):
 def test_bad_config_names_the_field(tmp_path, capsys):
     assert main(["--run", "x", f"runs_dir={tmp_path}", "similarity=2"]) == 2
     assert "similarity" in capsys.readouterr().err
+    assert main(["--run", "x", f"runs_dir={tmp_path}", "answers=flat"]) == 2
+    assert "answers" in capsys.readouterr().err
     assert main(["--run", "x", f"runs_dir={tmp_path}", "--task", "student_2nd_grade"]) == 2
     assert "synthesizer knows only robot_sdk" in capsys.readouterr().err
