@@ -75,18 +75,20 @@ def closing_tokens(vocab: llama_cpp.llama_vocab_p, detokenize) -> np.ndarray:
 
 
 def longest_items(contract: ContractSpec) -> list[str]:
-    """Per allowlisted call, its longest list item once closing is preferred (a free-text argument then closes
-    after one character); the most tokens among them sizes the close reserve."""
+    """Per call an answer may hold (API and compact calls), its longest list item once closing is preferred (a
+    free-text argument then closes after one character); the most tokens among them sizes the close reserve."""
     items = []
-    for callee, spec in contract.api.items():
+    for callee, spec in contract.vocabulary().items():
         args = []
         for name, arg in spec.args.items():
             if arg.type == "enum":
                 values = [format_value(v) for v in arg.values]
             elif arg.type in ("int", "float"):
                 values = [format_value(v) for v in arg.grid()]
+            elif arg.type == "str":
+                values = [format_value(next((c for c in "xa0" if c in arg.charset()), min(arg.charset())))]
             else:
-                values = ["False" if arg.type == "bool" else "'x'"]
+                values = ["False"]
             args.append(f"{name}={max(values, key=len)}")
         items.append(f'"{callee}({", ".join(args)})", ')
     return items

@@ -155,10 +155,11 @@ def check_vocabulary(contract: ContractSpec) -> None:
                 "arm.pick": ("name", OBJECTS), "arm.place": ("surface", SURFACES)}
     for callee, (arg, values) in expected.items():
         spec = contract.api.get(callee)
-        allowed = set(spec.args[arg].values) if spec and arg in spec.args else set()
-        if not set(values) <= allowed:
-            raise ValueError(f"synth vocabulary for {callee}.{arg} is not in the task allowlist: "
-                             f"{sorted(set(values) - allowed)}")
+        arg_spec = spec.args.get(arg) if spec else None
+        bad = [v for v in values if arg_spec is None or not (
+            v in arg_spec.values if arg_spec.type == "enum" else arg_spec.type == "str" and arg_spec.admits_text(v))]
+        if bad:
+            raise ValueError(f"synth vocabulary for {callee}.{arg} is not in the task allowlist: {sorted(bad)}")
     used = set(POSTURES) | set(SIMPLE) | {"nav.wait_for_arrival", "perception.wait_for_result", "sport.Move",
                                            "robot.wait", "audio.speak"}
     missing = used - set(contract.api)
