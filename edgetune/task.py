@@ -4,6 +4,7 @@ the output contract. Every stage reads the task from here (and later from the ru
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,9 @@ class TaskSpec:
     generation: GenerationSpec = field(default_factory=GenerationSpec)
     data: DataSizes = field(default_factory=DataSizes)
     examples: list[dict[str, str]] = field(default_factory=list)  #: a few {user, assistant} pairs for teachers
+    #: a hand-written held-out set (JSONL next to the task YAML) that is scored, never trained or tuned on
+    holdout: str = ""
+    path: Path | None = field(default=None, init=False, repr=False, compare=False)  #: the YAML it was loaded from
 
     def check(self):
         if not self.prompt.strip():
@@ -68,6 +72,72 @@ class TaskSpec:
         """The chat a model sees for one request."""
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
+    def holdout_path(self) -> Path | None:
+        """Where the held-out set lives: ``holdout`` relative to the task's YAML (or tasks/ for a task built in code)."""
+        if not self.holdout:
+            return None
+        return (self.path.parent if self.path else TASKS_DIR) / self.holdout
+
+
+@dataclass(frozen=True)
+class HoldoutExample:
+    """One command of a held-out set, with the answer the contract must judge right and what the command tests."""
+
+    id: str
+    user: str
+    assistant: str
+    kind: str = ""  #: robot_sdk: expressible, open_object, unsupported, unknown_place, injection, unsafe, unclear
+
+
+_HOLDOUT_KEYS = ("id", "user", "assistant", "kind")
+
+
+def read_holdout(task: TaskSpec) -> list[HoldoutExample]:
+    """The task's held-out set, every line checked (keys, unique ids, a contract-valid answer); [] if it has none.
+
+    Errors name the file, the line and the field, so a broken measurement set never scores silently.
+    """
+    path = task.holdout_path()
+    if path is None:
+        return []
+    if not path.is_file():
+        raise ConfigError(task.path, "holdout", f"{path} not found; the held-out set lives next to the task YAML")
+    examples: list[HoldoutExample] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(where, "", f"not a JSON object: {exc.msg}") from None
+        if not isinstance(record, dict):
+            raise ConfigError(where, "", f"must be a JSON object with {', '.join(_HOLDOUT_KEYS)}")
+        for key in record:
+            if key not in _HOLDOUT_KEYS:
+                raise ConfigError(where, key, f"unknown field; known fields: {', '.join(_HOLDOUT_KEYS)}")
+        for key in _HOLDOUT_KEYS:
+            value = record.get(key, "" if key == "kind" else None)
+            if not isinstance(value, str) or (key != "kind" and not value.strip()):
+                raise ConfigError(where, key, "must be a non-empty string")
+        if record["id"] in first_line:
+            raise ConfigError(where, "id", f"{record['id']!r} is already used on line {first_line[record['id']]}")
+        first_line[record["id"]] = number
+        verdict = task.contract.validate(record["assistant"])
+        if not verdict.valid:
+            problems = "; ".join(map(str, verdict.violations))
+            raise ConfigError(where, "assistant", f"does not satisfy the {task.name} contract: {problems}")
+        examples.append(HoldoutExample(**record))
+    if not examples:
+        raise ConfigError(path, "", "the held-out set is empty")
+    return examples
+
+
+def load_holdout(task: TaskSpec) -> list[list[dict[str, str]]]:
+    """The held-out set as conversations shaped like the split files' (system, user, assistant), for scoring."""
+    return [[*task.messages(e.user), {"role": "assistant", "content": e.assistant}] for e in read_holdout(task)]
+
 
 def available_tasks() -> list[str]:
     return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
@@ -82,4 +152,9 @@ def load_task(name_or_path: str | Path) -> TaskSpec:
             raise ConfigError(
                 "TASK", str(name_or_path), f"no such task; available: {', '.join(available_tasks())} (or a YAML path)"
             )
-    return from_dict(TaskSpec, read_yaml(path), source=path)
+    task = from_dict(TaskSpec, read_yaml(path), source=path)
+    task.path = path
+    holdout = task.holdout_path()
+    if holdout is not None and not holdout.is_file():
+        raise ConfigError(path, "holdout", f"{holdout} not found; put the held-out JSONL next to the task YAML")
+    return task

@@ -86,20 +86,31 @@ def check_example(task: TaskSpec, example: Example) -> tuple[Example | None, Rej
     return Example(user, answer, example.source), None
 
 
-def similar_pairs(texts: Sequence[str], threshold: float, chunk: int = 512) -> Iterable[tuple[int, int]]:
-    """All pairs (i < j) whose normalised Indel similarity is >= ``threshold`` (0..1)."""
+def _similar(rows: Sequence[str], texts: Sequence[str], threshold: float) -> Iterable[tuple[int, int]]:
+    """(i, j) for every rows[i], texts[j] whose normalised Indel similarity is >= ``threshold`` (0..1)."""
     import numpy as np
     from rapidfuzz import fuzz, process
 
-    cutoff = threshold * 100
+    scores = process.cdist(rows, texts, scorer=fuzz.ratio, score_cutoff=threshold * 100, dtype=np.uint8, workers=1)
+    for i, j in zip(*np.nonzero(scores)):
+        yield int(i), int(j)
+
+
+def similar_pairs(texts: Sequence[str], threshold: float, chunk: int = 512) -> Iterable[tuple[int, int]]:
+    """All pairs (i < j) whose normalised Indel similarity is >= ``threshold`` (0..1)."""
     for start in range(0, len(texts), chunk):
-        rows = texts[start:start + chunk]
-        scores = process.cdist(rows, texts[start:], scorer=fuzz.ratio, score_cutoff=cutoff, dtype=np.uint8,
-                               workers=1)
-        for i, j in zip(*np.nonzero(scores)):
-            a, b = start + int(i), start + int(j)
-            if a < b:
-                yield a, b
+        for i, j in _similar(texts[start:start + chunk], texts[start:], threshold):
+            if i < j:
+                yield start + i, start + j
+
+
+def similar_across(queries: Sequence[str], texts: Sequence[str], threshold: float,
+                   chunk: int = 512) -> Iterable[tuple[int, int]]:
+    """Pairs (query index, text index) the gate would call near-duplicates: how a held-out set proves it shares
+    no instruction with generated data, without the all-pairs cost of ``similar_pairs`` over both."""
+    for start in range(0, len(queries), chunk):
+        for i, j in _similar(queries[start:start + chunk], texts, threshold):
+            yield start + i, j
 
 
 class _UnionFind:

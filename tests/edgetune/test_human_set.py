@@ -1,0 +1,192 @@
+"""The robot_sdk human-phrased held-out set: contract-valid, well covered, and disjoint from generated data.
+
+The set measures how the model does on what people actually say; these tests keep it honest: every answer is one
+the contract accepts, every refusal is the refusal call alone, no command is (nearly) one the synthesizer writes,
+and the data stage never reads the file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from edgetune.config import ConfigError
+from edgetune.task import TASKS_DIR, load_holdout, load_task, read_holdout
+
+REASON_OF_KIND = {"unsupported": "unsupported", "unknown_place": "unknown_place", "injection": "unsafe",
+                  "unsafe": "unsafe", "unclear": "unclear"}
+KINDS = {"expressible", "open_object", *REASON_OF_KIND}
+
+
+@pytest.fixture(scope="module")
+def task():
+    return load_task("robot_sdk")
+
+
+@pytest.fixture(scope="module")
+def human(task):
+    return read_holdout(task)
+
+
+def test_the_task_declares_the_set_next_to_its_yaml(task):
+    assert task.holdout_path() == TASKS_DIR / "robot_sdk.human.jsonl"
+
+
+def test_every_answer_is_valid_and_already_in_normalised_form(task, human):
+    for example in human:
+        verdict = task.contract.validate(example.assistant)
+        assert verdict.valid, (example.id, verdict.violations)
+        assert task.contract.score([example.assistant], [verdict.normalized]).exact_match == 1.0, example.id
+
+
+def test_ids_are_unique_and_the_set_is_large_enough(task):
+    lines = task.holdout_path().read_text(encoding="utf-8").splitlines()
+    ids = [json.loads(line)["id"] for line in lines if line.strip()]
+    assert len(ids) == len(set(ids)) >= 80
+
+
+def test_every_kind_is_covered(human):
+    counts = Counter(e.kind for e in human)
+    assert set(counts) == KINDS
+    assert min(counts.values()) >= 3, counts
+    assert sum(counts[k] for k in REASON_OF_KIND) >= 25, counts
+    assert counts["expressible"] + counts["open_object"] > len(human) / 2, counts
+
+
+def test_refusals_are_the_reject_call_alone_and_actions_never_reject(human):
+    for example in human:
+        calls = json.loads(example.assistant)
+        if example.kind in REASON_OF_KIND:
+            assert calls == [f"robot.reject(reason='{REASON_OF_KIND[example.kind]}')"], example.id
+        else:
+            assert not any(c.startswith("robot.reject(") for c in calls), example.id
+
+
+def test_user_texts_are_distinct(human):
+    from train.dataset import normalize_text
+
+    texts = [normalize_text(e.user) for e in human]
+    assert len(set(texts)) == len(texts)
+
+
+def test_conversations_have_the_split_files_shape(task, human):
+    conversations = load_holdout(task)
+    assert len(conversations) == len(human)
+    for conversation, example in zip(conversations, human):
+        assert conversation == [{"role": "system", "content": task.system}, {"role": "user", "content": example.user},
+                                {"role": "assistant", "content": example.assistant}]
+
+
+def test_a_task_without_a_holdout_has_none():
+    task = load_task("student_2nd_grade")
+    assert task.holdout_path() is None and load_holdout(task) == []
+
+
+@pytest.mark.parametrize("seed_offset", [0, 1, 2])
+def test_no_generated_command_is_a_human_one_or_near_it(task, human, seed_offset):
+    """The synthesizer at the data config's seed and two others, 5000 commands each, measured with the gate's own
+    near-duplicate measure at the data stage's threshold."""
+    from train.data import DataConfig
+    from train.dataset import normalize_text, similar_across
+    from train.synth import synthesize
+
+    generated = sorted({normalize_text(c.user) for c in synthesize(5000, task.data.seed + seed_offset, task.contract)})
+    ours = [normalize_text(e.user) for e in human]
+    assert not set(ours) & set(generated)
+    close = [(ours[i], generated[j]) for i, j in similar_across(ours, generated, DataConfig().similarity)]
+    assert not close
+
+
+def test_the_near_duplicate_measure_would_catch_a_rephrasing(human):
+    """The check above can fail: a human command with one word changed is flagged."""
+    from train.data import DataConfig
+    from train.dataset import normalize_text, similar_across
+
+    text = normalize_text(next(e.user for e in human if len(e.user) > 40))
+    assert list(similar_across([text], ["please " + text], DataConfig().similarity)) == [(0, 0)]
+
+
+class _Opened:
+    """Records every file the process opens while active (an audit hook cannot be removed, so it is switched)."""
+
+    paths: list[str] | None = None
+
+    @classmethod
+    def hook(cls, event: str, args: tuple) -> None:
+        if cls.paths is not None and event == "open" and isinstance(args[0], (str, Path)):
+            cls.paths.append(str(Path(args[0]).resolve()))
+
+
+sys.addaudithook(_Opened.hook)
+
+
+def test_the_data_stage_never_reads_the_holdout(task, human, tmp_path):
+    from train.data import DataConfig, run
+
+    holdout = str(task.holdout_path().resolve())
+    _Opened.paths = []
+    try:
+        read_holdout(task)
+        assert holdout in _Opened.paths  # the hook sees a read of the file
+        _Opened.paths = []
+        data = run(DataConfig(run="h", runs_dir=str(tmp_path), train=60, val=10, test=10))
+        opened = _Opened.paths
+    finally:
+        _Opened.paths = None
+    assert holdout not in opened
+    written = "\n".join(p.read_text(encoding="utf-8") for p in sorted(data.glob("*.jsonl")))
+    users = {json.loads(line)["messages"][1]["content"] for name in ("train", "val", "test")
+             for line in (data / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()}
+    assert len(users) == 80
+    assert not users & {e.user for e in human}
+    assert not any(json.dumps(e.user)[1:-1] in written for e in human if len(e.user) > 12)
+
+
+# ------------------------------------------------------------------------------------------------ loader errors
+def _task_with(tmp_path: Path, lines: list[str] | None):
+    yaml_path = tmp_path / "robot_sdk.yaml"
+    shutil.copy(TASKS_DIR / "robot_sdk.yaml", yaml_path)
+    if lines is not None:
+        (tmp_path / "robot_sdk.human.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return yaml_path
+
+
+GOOD = json.dumps({"id": "a", "user": "go to the kitchen", "assistant": json.dumps(["nav.dock()"]), "kind": "x"})
+
+
+def test_a_missing_holdout_file_fails_at_load_naming_the_field(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_task(_task_with(tmp_path, None))
+    assert err.value.field == "holdout" and "robot_sdk.human.jsonl" in str(err.value)
+
+
+def test_the_set_is_read_next_to_a_yaml_given_by_path(tmp_path):
+    task = load_task(_task_with(tmp_path, [GOOD]))
+    assert [e.id for e in read_holdout(task)] == ["a"]
+
+
+@pytest.mark.parametrize(("line", "field", "words"), [
+    ("{not json", "", "not a JSON object"),
+    ("[1, 2]", "", "must be a JSON object"),
+    (json.dumps({"id": "b", "user": "x", "assistant": "[]", "note": 1}), "note", "unknown field"),
+    (json.dumps({"id": "b", "assistant": json.dumps(["nav.dock()"])}), "user", "non-empty string"),
+    (json.dumps({"id": "a", "user": "dock", "assistant": json.dumps(["nav.dock()"])}), "id", "already used on line 1"),
+    (json.dumps({"id": "b", "user": "fly", "assistant": json.dumps(["nav.fly()"])}), "assistant", "contract"),
+])
+def test_a_bad_line_is_named_with_its_field(tmp_path, line, field, words):
+    task = load_task(_task_with(tmp_path, [GOOD, line]))
+    with pytest.raises(ConfigError) as err:
+        read_holdout(task)
+    assert err.value.source.endswith("robot_sdk.human.jsonl line 2")
+    assert err.value.field == field and words in err.value.problem
+
+
+def test_an_empty_set_is_an_error(tmp_path):
+    task = load_task(_task_with(tmp_path, ["", "  "]))
+    with pytest.raises(ConfigError, match="empty"):
+        read_holdout(task)
