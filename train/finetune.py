@@ -233,7 +233,7 @@ def run(config: FinetuneConfig) -> Path:
     """
     started = time.perf_counter()
     from edgetune.base_model import resolve_base_model
-    from edgetune.task import load_task
+    from edgetune.task import load_holdout, load_task
     from train.sft_data import encode_all, read_chat_jsonl
 
     run_dir = RunDir.named(config.run, config.runs_dir or None)
@@ -291,15 +291,20 @@ def run(config: FinetuneConfig) -> Path:
     for noise in ("training_args.bin", "README.md"):  # a pickle and an empty model-card template
         (staging / noise).unlink(missing_ok=True)
 
-    evals = _evaluate(config, task, trainer.model, tokenizer, conversations["test"], adapter_dir, staging,
-                      key_base=_base_eval_key(base_model, data_sha256, config))
+    sets = {"test": conversations["test"]}
+    holdout = load_holdout(task)
+    if holdout:
+        sets["human"] = holdout
+    evals = _evaluate(config, task, trainer.model, tokenizer, sets, adapter_dir, staging,
+                      key_base=_base_eval_key(base_model, data_sha256, config, holdout))
     history = trainer.state.log_history
     report = {
         "fingerprint": key,
         "task": task.name,
         "base_model": base_model,
-        "base": evals["base"],
-        "tuned": evals["tuned"],
+        "base": evals["base"]["test"],
+        "tuned": evals["tuned"]["test"],
+        **({"human": {"base": evals["base"]["human"], "tuned": evals["tuned"]["human"]}} if holdout else {}),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "train_seconds": round(train_seconds, 1),
         "train_tokens": tokens,
@@ -310,7 +315,7 @@ def run(config: FinetuneConfig) -> Path:
         "train_loss_last": next((h["loss"] for h in reversed(history) if "loss" in h), None),
         "val_loss": [{"step": h["step"], "loss": h["eval_loss"]} for h in history if "eval_loss" in h],
         "examples": {"train": len(encoded["train"]), "val": len(encoded["val"]), "dropped_too_long": dropped,
-                     "test": evals["tuned"]["n"]},
+                     "test": evals["tuned"]["test"]["n"], "human": len(holdout)},
         "hardware": {"device": hardware.device, "quant": hardware.quant, "dtype": hardware.dtype,
                      "threads": hardware.threads, "processes": hardware.world_size, "auto": hardware.why,
                      "cpu_count": os.cpu_count()},
@@ -334,6 +339,8 @@ def run(config: FinetuneConfig) -> Path:
         timings={"wall_seconds": report["wall_seconds"], "train_seconds": report["train_seconds"]},
         metrics={"base_exact_match": report["base"]["exact_match"], "tuned_exact_match": report["tuned"]["exact_match"],
                  "tuned_valid_rate": report["tuned"]["valid_rate"],
+                 **({"human_base_exact_match": report["human"]["base"]["exact_match"],
+                     "human_tuned_exact_match": report["human"]["tuned"]["exact_match"]} if holdout else {}),
                  "train_tokens_per_second": report["train_tokens_per_second"]},
         fingerprint=key,
     )
@@ -512,19 +519,26 @@ def _sum_over_processes(trainer: Any, value: int) -> int:
     return int(trainer.accelerator.reduce(torch.tensor(value, device=trainer.accelerator.device), "sum"))
 
 
-def _base_eval_key(base_model: dict[str, Any], data_sha256: dict[str, str], config: FinetuneConfig) -> str:
+def _base_eval_key(base_model: dict[str, Any], data_sha256: dict[str, str], config: FinetuneConfig,
+                   holdout: list) -> str:
     facts = [base_model.get("path"), base_model.get("sha256"), data_sha256["test"], config.eval.base_examples,
-             config.eval.margin_tokens, config.seed, config.dtype, config.quant, config.device]
+             config.eval.margin_tokens, config.seed, config.dtype, config.quant, config.device,
+             hashlib.sha256(json.dumps(holdout).encode()).hexdigest()]
     return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
 
 
-def _evaluate(config: FinetuneConfig, task: Any, model: Any, tokenizer: Any, test: list, adapter_dir: Path,
-              staging: Path, key_base: str) -> dict[str, dict[str, Any]]:
-    """Base (adapter disabled; cached across runs) and tuned (adapter merged for speed) task metrics on test."""
+def _evaluate(config: FinetuneConfig, task: Any, model: Any, tokenizer: Any, sets: dict[str, list],
+              adapter_dir: Path, staging: Path, key_base: str) -> dict[str, dict[str, Any]]:
+    """Base (adapter disabled; cached across runs) and tuned (adapter merged for speed) task metrics per set.
+
+    ``sets`` maps a name (``test``, and ``human`` when the task has a held-out set) to conversations; the result maps
+    ``base``/``tuned`` to ``{set name: TaskEval dict}``.
+    """
     from train.task_eval import answer_budget, evaluate
 
     tokenizer.padding_side = "left"
-    max_new = answer_budget(tokenizer, [c[-1]["content"] for c in test], config.eval.margin_tokens)
+    budgets = {name: answer_budget(tokenizer, [c[-1]["content"] for c in convs], config.eval.margin_tokens)
+               for name, convs in sets.items()}
     batch = config.eval.batch_size
     cache = adapter_dir / "base_eval.json"
     base = None
@@ -533,17 +547,20 @@ def _evaluate(config: FinetuneConfig, task: Any, model: Any, tokenizer: Any, tes
         base = cached.get("result") if cached.get("key") == key_base else None
     if base is None:
         with model.disable_adapter():
-            subset = _sample(test, config.eval.base_examples, config.seed)
-            base = evaluate(model, tokenizer, task, subset, max_new, batch, "eval base").to_dict()
+            base = {name: evaluate(model, tokenizer, task, _sample(convs, config.eval.base_examples, config.seed),
+                                   budgets[name], batch, f"eval base {name}").to_dict()
+                    for name, convs in sets.items()}
     atomic_write_json(staging / "base_eval.json", {"key": key_base, "result": base})
-    print(f"base  model: exact match {base['exact_match']:.3f}  valid {base['valid_rate']:.3f}  "
-          f"(n={base['n']}, {base['seconds']:.0f}s)", file=sys.stderr)
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model.base_model, "is_loaded_in_4bit", False)
     tuned_model = model if quantized else model.merge_and_unload()  # merged: no adapter matmuls while decoding
-    tuned = evaluate(tuned_model, tokenizer, task, _sample(test, config.eval.test_examples, config.seed), max_new,
-                     batch, "eval tuned").to_dict()
-    print(f"tuned model: exact match {tuned['exact_match']:.3f}  valid {tuned['valid_rate']:.3f}  "
-          f"(n={tuned['n']}, {tuned['seconds']:.0f}s)", file=sys.stderr)
+    tuned = {}
+    for name, convs in sets.items():
+        subset = _sample(convs, config.eval.test_examples, config.seed) if name == "test" else convs
+        tuned[name] = evaluate(tuned_model, tokenizer, task, subset, budgets[name], batch, f"eval tuned {name}").to_dict()
+    for name in sets:
+        print(f"{name:5s} set: exact match base {base[name]['exact_match']:.3f} (n={base[name]['n']}) -> tuned "
+              f"{tuned[name]['exact_match']:.3f} (n={tuned[name]['n']}, valid {tuned[name]['valid_rate']:.3f}, "
+              f"{tuned[name]['seconds']:.0f}s)", file=sys.stderr)
     return {"base": base, "tuned": tuned}
 
 
@@ -626,8 +643,10 @@ def main(argv: list[str] | None = None) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         report = json.loads((adapter / "train_report.json").read_text(encoding="utf-8"))
         print(f"adapter: {adapter}\n  base exact match {report['base']['exact_match']:.3f} -> tuned "
-              f"{report['tuned']['exact_match']:.3f} (valid {report['tuned']['valid_rate']:.3f}); "
-              f"{report['train_tokens_per_second']:.0f} train tokens/s; {report['wall_seconds']:.0f}s")
+              f"{report['tuned']['exact_match']:.3f} (valid {report['tuned']['valid_rate']:.3f}) on the test split"
+              + (f"; human set {report['human']['base']['exact_match']:.3f} -> "
+                 f"{report['human']['tuned']['exact_match']:.3f}" if "human" in report else "")
+              + f"; {report['train_tokens_per_second']:.0f} train tokens/s; {report['wall_seconds']:.0f}s")
     return 0
 
 
