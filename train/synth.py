@@ -1,7 +1,7 @@
 """Offline synthesizer for robot_sdk (contract v2): robot commands in people's words, with the exact compact answer.
 
 Why rules and not a model: a 135M student can only learn what the text determines, so every phrase that changes
-the answer says it, implicit steps follow fixed rules (the conventions of /docs/README.data.md), and phrasing
+the answer says it, implicit steps follow fixed rules (the conventions in docs/README.data.md), and phrasing
 varies freely where it changes nothing: synonyms, chatty or terse wrappers, context sentences, digits or words,
 typos, case and punctuation. What must generalise is taught by breadth, not by memory: hundreds of object nouns
 (the answer copies the object as said, without determiners or possessives), open-vocabulary surfaces, and
@@ -10,6 +10,16 @@ messages with nothing to act on. If any part of a command must be refused, the a
 
 Answers use the contract's compact calls (go, find, pick, move, start, walk, turn), which the contract expands into
 the SDK calls the robot runs; everything else is a raw API call (explicit m/s speeds are a raw sport.Move).
+The rules, in short:
+  - "go to P" -> go(P); the map's synonyms ("lounge", "restroom", ...) map to its names; other places are refused
+  - "find X [in P]", "search P for X" -> [go(P)], find(X); "pick up X [from P]", "find X and pick it up" ->
+    [go(P)], pick(X); "bring me X [from P] [to Q]" -> [go(P)], pick(X), [go(Q)]; "bring me X, I'm in Q" ->
+    pick(X), go(Q); "bring X to me/here" -> pick(X) (the robot does not know where "me" is)
+  - "put it on S" (holding) -> arm.place(S); "put X on S" -> pick(X), arm.place(S)
+  - direction + speed word + duration -> move; no duration -> start; a distance -> walk; an angle or a bare
+    "turn left" (90), "turn around" (180), "spin around" (360) -> turn; "at N m/s" -> raw sport.Move [+ wait +
+    StopMove]; "then stop" after a move adds nothing; faster than the robot may go (2+ m/s) is unsafe
+  - "say 'T'", "tell everyone T" -> audio.speak(text=T), T as said (unquoted speech ends the command)
 
     python -m train.synth -n 20 --seed 1     print a few examples
 """
@@ -22,7 +32,7 @@ import json
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from edgetune.contract import ContractSpec, format_value
@@ -31,7 +41,7 @@ from train.synth_vocab import (ANIMALS, BARE_PLACES, COMMON, COMMON_SURFACES, CO
                                UNCLEAR, UNKNOWN_PLACES, UNSAFE, UNSUPPORTED)
 
 #: refusal reasons of robot.reject, and how often each kind of command is generated (percent)
-MIX = {"action": 84.0, "unsupported": 5.5, "unknown_place": 4.0, "unsafe": 4.5, "unclear": 2.0}
+MIX = {"action": 83.5, "unsupported": 5.5, "unknown_place": 4.0, "unsafe": 4.5, "unclear": 2.5}
 MAX_ITEMS = 8  #: compact items per answer (robot_sdk: max_calls 24 // the longest expansion, 3)
 
 # span markers inside a command while it is built: speech (spoken as written) and protected text (no typos,
@@ -86,7 +96,6 @@ class Step:
 
     text: str
     calls: tuple[str, ...]
-    refuse: str | None = None  #: this clause must be refused (its reason); ``calls`` is then empty
     ends_move: bool = False  #: ends with StopMove, so a following "stop" adds nothing
     question: bool = False  #: a question ("where are my keys"): the command ends with "?"
     sentence: bool = False  #: not a bare imperative ("I'm in the kitchen, ...", "kitchen. now"): no wrapper in front
@@ -117,7 +126,6 @@ class _State:
     ends_move: bool = False
     started: bool = False  #: the last step started an untimed move (a "stop" right after it would undo it)
     unknown: bool = False  #: the step being built must name a place that is not on the map
-    used: list[str] = field(default_factory=list)  #: step kinds so far
 
     @property
     def last(self) -> bool:
@@ -290,7 +298,7 @@ SPEED_WORDS = {"slow": ["slowly", "slow", "gently", "carefully", "at a slow pace
                           "at a moderate speed", "at an average pace", "at a steady pace", "at medium speed"],
                "fast": ["quickly", "fast", "quick", "briskly", "at a fast pace", "rapidly", "at high speed",
                         "speedily", "at a quick pace", "in a hurry"]}
-#: Move's magnitudes per speed word (the contract's move/start tables); used for raw-speed sanity only
+#: the raw sport.Move argument and sign of each direction (explicit speeds: "back up at 0.4 m/s" -> vx=-0.4)
 AXIS = {"forward": ("vx", 1), "backward": ("vx", -1), "left": ("vy", 1), "right": ("vy", -1),
         "turn_left": ("vyaw", 1), "turn_right": ("vyaw", -1)}
 #: a raw sport.Move per explicit speed: forward/back m/s on vx, sidestep on vy, turning rad/s on vyaw
@@ -396,26 +404,43 @@ def step_find(rng: random.Random, st: _State) -> Step:
 
 
 def step_pick(rng: random.Random, st: _State) -> Step:
+    """pick(X) [after go(P)]; "... and bring it to me" adds nothing, "... and bring it to Q" adds go(Q)."""
     name, obj, plural = object_phrase(rng)
     st.holding, st.plural = name, plural
     verb = rng.choice(PICK_VERBS)
+    calls: tuple[str, ...]
     if st.unknown or rng.random() < 0.35:
         place, where = place_phrase(rng, st)
         if place:
             st.place = place
         text = rng.choice([f"{verb} {obj} {rng.choice(['in', 'from', 'in', 'at'])} {where}",
                            f"once you're in {where}, {verb} {obj}", f"when you reach {where}, {verb} {obj}",
-                           f"in {where}, {verb} {obj}", f"go to {where} and {verb} {obj}"])
-        return Step(text, (go(place), pick(name)) if place else ())
-    form = rng.random()
-    if form < 0.15 and verb == "pick up":
-        text = f"pick {obj} up"
-    elif form < 0.3:  # finding is part of picking: "find X and pick it up" is one pick
-        text = f"{rng.choice(FIND_VERBS)} {obj} and {rng.choice(['pick', 'grab', 'take', 'lift'])} {it(plural)}" + \
-               (" up" if rng.random() < 0.6 else "")
+                           f"in {where}, {verb} {obj}", f"go to {where} and {verb} {obj}",
+                           f"if you see {obj} in {where}, {rng.choice(['grab', 'pick up', 'take'])} {it(plural)}"])
+        calls = (go(place), pick(name)) if place else ()
     else:
-        text = f"{verb} {obj}"
-    return Step(text, (pick(name),))
+        form = rng.random()
+        if form < 0.15 and verb == "pick up":
+            text = f"pick {obj} up"
+        elif form < 0.3:  # finding is part of picking: "find X and pick it up" is one pick
+            text = f"{rng.choice(FIND_VERBS)} {obj} and {rng.choice(['pick', 'grab', 'take', 'lift'])} " \
+                   f"{it(plural)}" + (" up" if rng.random() < 0.6 else "")
+        elif form < 0.38:
+            text = f"if you see {obj}, {rng.choice(['pick', 'grab', 'take'])} {it(plural)}" + \
+                   (" up" if rng.random() < 0.5 else "")
+        else:
+            text = f"{verb} {obj}"
+        calls = (pick(name),)
+    if calls and rng.random() < 0.2:  # the robot does not know where "me" is; a named place is a go
+        if rng.random() < 0.6:
+            text += rng.choice([" and bring {} to me", " and bring {} here", " and bring {} back to me",
+                                " and bring {} over", ", then bring {} to me"]).format(it(plural))
+        else:
+            dst, dst_text = place_phrase(rng, st)
+            st.place = dst
+            text += f" and {rng.choice(['bring', 'take', 'carry'])} {it(plural)} to {dst_text}"
+            calls += (go(dst),)
+    return Step(text, calls)
 
 
 def step_bring(rng: random.Random, st: _State) -> Step:
@@ -687,7 +712,7 @@ def _refused(rng: random.Random, st: _State, reason: str) -> Step:
         kind = rng.choice(_PLACED)
         step = STEP_KINDS[kind][0](rng, st)
         st.unknown = False
-        return Step(step.text, (), refuse=reason)
+        return Step(step.text, ())
     templates = UNSUPPORTED if reason == "unsupported" else UNSAFE
     template = rng.choice(templates)
     name, obj, _ = object_phrase(rng)
@@ -695,7 +720,7 @@ def _refused(rng: random.Random, st: _State, reason: str) -> Step:
     if reason == "unsafe" and rng.random() < 0.15:  # faster than the robot may go
         text = f"{rng.choice(DIRECTIONS['forward'])} at {rng.choice([2, 3, 5, 10, 20])} " \
                f"{rng.choice(['m/s', 'meters per second'])}"
-    return Step(keep(text) if reason == "unsafe" else text, (), refuse=reason)
+    return Step(keep(text) if reason == "unsafe" else text, ())
 
 
 # -------------------------------------------------------------------------------------------- composition
@@ -703,7 +728,8 @@ QUESTION_PREFIX = ["could you ", "can you ", "would you ", "can you please ", "c
                    "hey buddy, could you ", "hey robot, can you ", "robot, could you ", "would you kindly ",
                    "do you think you could ", "any chance you could ", "is it possible to ", "can u "]
 PREFIX = ["", "", "", "", "", "", "please ", "please, ", "hey robot, ", "robot, ", "I need you to ",
-          "I'd like you to ", "okay, ", "ok ", "go ahead and ", "I was wondering if you could ", "when you get a chance, ",
+          "I'd like you to ", "okay, ", "ok ", "go ahead and ", "I was wondering if you could ",
+          "when you get a chance, ",
           "do me a favor and ", "if you don't mind, ", "whenever you're ready, ", "quick one: ", "alright, ",
           "listen, ", "yo, ", "hey, ", "so ", "right, ", "um, ", "hey there, ", "buddy, ", "now ", "ok robot, ",
           "your next task: ", "new task: ", "I want you to ", "you need to ", "time to ", "let's "]
@@ -741,7 +767,7 @@ def _join(rng: random.Random, clauses: list[str]) -> str:
 
 
 _SENTENCE_STARTS = ("i ", "i'm", "where ", "have you", "do you", "how", "what", "can i ", "once you", "when you",
-                    "in ", "to the ", "you ", "your ")
+                    "if you", "in ", "to the ", "you ", "your ")
 
 
 def _sentence(step: Step) -> bool:
@@ -867,7 +893,6 @@ def compose(rng: random.Random) -> Command:
                 kinds = [k for k in kinds if not (st.holding and k in ("pick", "bring", "put"))]
                 name = rng.choices(kinds, weights=[STEP_KINDS[k][1] for k in kinds])[0]
                 step = STEP_KINDS[name][0](rng, st)
-                st.used.append(name)
             st.ends_move = step.ends_move
             st.started = any(c.startswith(("start(", "sport.Move(")) for c in step.calls[-1:])
             steps.append(step)
