@@ -860,13 +860,16 @@ def _finish(rng: random.Random, steps: list[Step], refusal: str | None) -> str:
 
 
 def _unclear(rng: random.Random) -> str:
-    if rng.random() < 0.3:  # keyboard mash
+    """Nothing to act on: a keyboard mash, a filler, or a vague reference, with the wrappers people add."""
+    if rng.random() < 0.35:
         letters = "asdfghjklqwertyuiopzxcvbnm"
         return " ".join("".join(rng.choice(letters) for _ in range(rng.randint(3, 8)))
                         for _ in range(rng.randint(1, 3)))
     text = rng.choice(UNCLEAR)
-    if rng.random() < 0.3:
-        text = rng.choice(["hey robot, ", "robot, ", "um, ", "so ", "please ", "ok "]) + text
+    if rng.random() < 0.5:
+        text = rng.choice(["hey robot, ", "robot, ", "um, ", "so ", "please ", "ok ", "hey, ", "uh ", "well, ",
+                           "hmm, ", "listen, ", "buddy, "]) + text
+    text += rng.choice(["", "", "", "?", "...", "!", " please", " now", ", ok?", " lol"])
     return _capitalize(text) if rng.random() < 0.6 else text
 
 
