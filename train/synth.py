@@ -332,7 +332,8 @@ SIMPLE = {
     "arm.home": ["stow your arm", "retract the arm", "put your arm away", "move the arm to its home position",
                  "home the arm", "fold your arm", "tuck your arm in", "stow the arm"],
     "status.report_battery": ["report your battery level", "tell me your battery level", "check the battery",
-                              "how much battery do you have", "what's your battery at", "battery status",
+                              "how much battery do you have", "what's your battery at", "battery status", "what's your battery level",
+                              "how much battery is left",
                               "how's your battery", "check your battery", "report the battery",
                               "tell me how much charge you have left"],
     "status.report_state": ["report your status", "give me a status report", "report your state",
@@ -379,7 +380,8 @@ def _find_in(rng: random.Random, st: _State, obj: str, plural: bool) -> tuple[st
         f"check {where} for {obj}", f"look in {where} for {obj}", f"in {where}, {verb} {obj}",
         f"see if {obj} {be} in {where}", f"check whether {obj} {be} in {where}",
         f"once you're in {where}, {verb} {obj}", f"when you get to {where}, {verb} {obj}",
-        f"go to {where} and {verb} {obj}",
+        f"go to {where} and {verb} {obj}", f"look around {where} for {obj}",
+        f"see if there's {obj} in {where}", f"check if there {be} {obj} in {where}",
     ] + ([f"{obj} should be in {where}, {verb} {it(plural)}"] if st.solo else []))
     return place, form
 
@@ -469,7 +471,8 @@ def step_bring(rng: random.Random, st: _State) -> Step:
         text = rng.choice([f"{bring} {obj}{from_}, I'm in {dst_text}", f"I'm in {dst_text}, {bring} {obj}{from_}",
                            f"I'm in {dst_text}. {bring} {obj}{from_}", f"{bring} {obj}{from_}. I am in {dst_text}",
                            f"bring {obj}{from_} to me in {dst_text}", f"{bring} {obj}{from_}, I'm over in {dst_text}",
-                           f"I'm sitting in {dst_text}, could you {bring} {obj}{from_}"]) if st.solo else \
+                           f"I'm sitting in {dst_text}, could you {bring} {obj}{from_}",
+                           f"I'm in {dst_text}, can you {bring} {obj}{from_}"]) if st.solo else \
             rng.choice([f"bring {obj}{from_} to me in {dst_text}", f"{rng.choice(CARRY)} {obj}{from_} to {dst_text}"])
     elif unknown_at == "src" or form < 0.6:  # "bring me X from P [to Q]"
         src, src_text = at("src")
@@ -484,6 +487,9 @@ def step_bring(rng: random.Random, st: _State) -> Step:
                                f"I think I left {obj} in {src_text}. bring {it(plural)} here"])
         else:
             text = f"{verb} {obj} from {src_text}"
+            if not st.unknown and rng.random() < 0.25:  # "... and bring it to me" adds nothing
+                text += rng.choice([" and bring {} to me", " and bring {} here", ", then bring {} back to me"]
+                                   ).format(it(plural))
     elif form < 0.8:  # "bring me X" / "bring X to me": the robot does not know where "me" is
         text = rng.choice([f"{rng.choice(BRING_ME)} {obj}", f"bring {obj} to me", f"bring {obj} here",
                            f"{rng.choice(BRING_ME)} {obj} please", f"get {obj} for me", f"I need {obj}, bring "
@@ -564,9 +570,11 @@ def step_start(rng: random.Random, st: _State) -> Step:
         axis, sign = AXIS[direction]
         value = rng.choice(RAW_SPEEDS[axis])
         verb = rng.choice(DIRECTIONS[direction] + START_FORMS[direction])
-        unit = rng.choice(["m/s", "meters per second", "m/s"])
+        speed = f"{value:g} {rng.choice(['m/s', 'meters per second', 'm/s', 'metres per second'])}"
+        if value in (0.5, 1.0) and rng.random() < 0.5:
+            speed = f"{'half a' if value == 0.5 else 'one'} {rng.choice(['meter', 'metre'])} per second"
         velocity = {"vx": 0.0, "vy": 0.0, "vyaw": 0.0, axis: sign * value}
-        return Step(f"{verb} at {value:g} {unit}", (call("sport.Move", **velocity),))
+        return Step(f"{verb} {'at ' if rng.random() < 0.8 else ''}{speed}", (call("sport.Move", **velocity),))
     speed_key = rng.choice(list(SPEED_WORDS))
     speed = rng.choice(SPEED_WORDS[speed_key])
     # a bare "turn left" is a 90 degree turn (step_turn), so untimed turning always says start/keep

@@ -101,6 +101,8 @@ OBJECTS = [
     "harmonica", "inhaler", "pill organizer", "hearing aid", "walking stick", "cane", "umbrella stand",
     "empty bottle", "recycling bag", "newspaper clipping", "gift", "present", "gift bag", "birthday card",
     "envelope of cash", "coin purse", "bottle of water", "sports drink", "protein bar", "bag of rice",
+    # drinks and animals people ask for by name
+    "beer", "can of beer", "soda", "bottle of juice", "cup of tea", "cat", "dog", "kitten", "puppy", "hamster",
 ]
 
 #: nouns said with "them"/"some", never "a"
