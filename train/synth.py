@@ -178,6 +178,13 @@ def object_phrase(rng: random.Random) -> tuple[str, str, bool]:
     return name, f"{det} {keep(said)}".strip(), plural
 
 
+def lying(rng: random.Random) -> str:
+    """Where an object lies in the room ("on the couch", "off the shelf"): says nothing the robot acts on."""
+    surface = rng.choice(SURFACES + CONTAINERS)
+    prep = rng.choice(["in", "from", "out of"]) if surface in CONTAINERS else rng.choice(["on", "from", "off"])
+    return f"{prep} the {keep(surface)}"
+
+
 def it(plural: bool) -> str:
     return "them" if plural else "it"
 
@@ -430,6 +437,8 @@ def step_pick(rng: random.Random, st: _State) -> Step:
         elif form < 0.38:
             text = f"if you see {obj}, {rng.choice(['pick', 'grab', 'take'])} {it(plural)}" + \
                    (" up" if rng.random() < 0.5 else "")
+        elif form < 0.46:  # where it lies is not a place on the map: "grab the remote from the couch" is a pick
+            text = f"{verb} {obj} {lying(rng)}"
         else:
             text = f"{verb} {obj}"
         calls = (pick(name),)
@@ -493,7 +502,7 @@ def step_bring(rng: random.Random, st: _State) -> Step:
     elif form < 0.8:  # "bring me X" / "bring X to me": the robot does not know where "me" is
         text = rng.choice([f"{rng.choice(BRING_ME)} {obj}", f"bring {obj} to me", f"bring {obj} here",
                            f"{rng.choice(BRING_ME)} {obj} please", f"get {obj} for me", f"I need {obj}, bring "
-                           f"{it(plural)} to me", f"can I have {obj}"])
+                           f"{it(plural)} to me", f"can I have {obj}", f"{rng.choice(BRING_ME)} {obj} {lying(rng)}"])
     else:  # "take X to Q"
         dst, dst_text = place_phrase(rng, st)
         text = f"{rng.choice(CARRY)} {obj} to {dst_text}"
