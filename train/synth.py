@@ -1,7 +1,7 @@
 """Offline synthesizer for robot_sdk (contract v2): robot commands in people's words, with the exact compact answer.
 
 Why rules and not a model: a 135M student can only learn what the text determines, so every phrase that changes
-the answer says it, implicit steps follow fixed rules (the conventions of /docs/README.data.md), and phrasing
+the answer says it, implicit steps follow fixed rules (the conventions in docs/README.data.md), and phrasing
 varies freely where it changes nothing: synonyms, chatty or terse wrappers, context sentences, digits or words,
 typos, case and punctuation. What must generalise is taught by breadth, not by memory: hundreds of object nouns
 (the answer copies the object as said, without determiners or possessives), open-vocabulary surfaces, and
@@ -10,6 +10,16 @@ messages with nothing to act on. If any part of a command must be refused, the a
 
 Answers use the contract's compact calls (go, find, pick, move, start, walk, turn), which the contract expands into
 the SDK calls the robot runs; everything else is a raw API call (explicit m/s speeds are a raw sport.Move).
+The rules, in short:
+  - "go to P" -> go(P); the map's synonyms ("lounge", "restroom", ...) map to its names; other places are refused
+  - "find X [in P]", "search P for X" -> [go(P)], find(X); "pick up X [from P]", "find X and pick it up" ->
+    [go(P)], pick(X); "bring me X [from P] [to Q]" -> [go(P)], pick(X), [go(Q)]; "bring me X, I'm in Q" ->
+    pick(X), go(Q); "bring X to me/here" -> pick(X) (the robot does not know where "me" is)
+  - "put it on S" (holding) -> arm.place(S); "put X on S" -> pick(X), arm.place(S)
+  - direction + speed word + duration -> move; no duration -> start; a distance -> walk; an angle or a bare
+    "turn left" (90), "turn around" (180), "spin around" (360) -> turn; "at N m/s" -> raw sport.Move [+ wait +
+    StopMove]; "then stop" after a move adds nothing; faster than the robot may go (2+ m/s) is unsafe
+  - "say 'T'", "tell everyone T" -> audio.speak(text=T), T as said (unquoted speech ends the command)
 
     python -m train.synth -n 20 --seed 1     print a few examples
 """
@@ -22,7 +32,7 @@ import json
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from edgetune.contract import ContractSpec, format_value
@@ -31,7 +41,7 @@ from train.synth_vocab import (ANIMALS, BARE_PLACES, COMMON, COMMON_SURFACES, CO
                                UNCLEAR, UNKNOWN_PLACES, UNSAFE, UNSUPPORTED)
 
 #: refusal reasons of robot.reject, and how often each kind of command is generated (percent)
-MIX = {"action": 84.0, "unsupported": 5.5, "unknown_place": 4.0, "unsafe": 4.5, "unclear": 2.0}
+MIX = {"action": 83.5, "unsupported": 5.5, "unknown_place": 4.0, "unsafe": 4.5, "unclear": 2.5}
 MAX_ITEMS = 8  #: compact items per answer (robot_sdk: max_calls 24 // the longest expansion, 3)
 
 # span markers inside a command while it is built: speech (spoken as written) and protected text (no typos,
@@ -86,7 +96,6 @@ class Step:
 
     text: str
     calls: tuple[str, ...]
-    refuse: str | None = None  #: this clause must be refused (its reason); ``calls`` is then empty
     ends_move: bool = False  #: ends with StopMove, so a following "stop" adds nothing
     question: bool = False  #: a question ("where are my keys"): the command ends with "?"
     sentence: bool = False  #: not a bare imperative ("I'm in the kitchen, ...", "kitchen. now"): no wrapper in front
@@ -117,7 +126,6 @@ class _State:
     ends_move: bool = False
     started: bool = False  #: the last step started an untimed move (a "stop" right after it would undo it)
     unknown: bool = False  #: the step being built must name a place that is not on the map
-    used: list[str] = field(default_factory=list)  #: step kinds so far
 
     @property
     def last(self) -> bool:
@@ -168,6 +176,13 @@ def object_phrase(rng: random.Random) -> tuple[str, str, bool]:
             words[i] = typo(rng, words[i])
             said = " ".join(words)
     return name, f"{det} {keep(said)}".strip(), plural
+
+
+def lying(rng: random.Random) -> str:
+    """Where an object lies in the room ("on the couch", "off the shelf"): says nothing the robot acts on."""
+    surface = rng.choice(SURFACES + CONTAINERS)
+    prep = rng.choice(["in", "from", "out of"]) if surface in CONTAINERS else rng.choice(["on", "from", "off"])
+    return f"{prep} the {keep(surface)}"
 
 
 def it(plural: bool) -> str:
@@ -290,7 +305,7 @@ SPEED_WORDS = {"slow": ["slowly", "slow", "gently", "carefully", "at a slow pace
                           "at a moderate speed", "at an average pace", "at a steady pace", "at medium speed"],
                "fast": ["quickly", "fast", "quick", "briskly", "at a fast pace", "rapidly", "at high speed",
                         "speedily", "at a quick pace", "in a hurry"]}
-#: Move's magnitudes per speed word (the contract's move/start tables); used for raw-speed sanity only
+#: the raw sport.Move argument and sign of each direction (explicit speeds: "back up at 0.4 m/s" -> vx=-0.4)
 AXIS = {"forward": ("vx", 1), "backward": ("vx", -1), "left": ("vy", 1), "right": ("vy", -1),
         "turn_left": ("vyaw", 1), "turn_right": ("vyaw", -1)}
 #: a raw sport.Move per explicit speed: forward/back m/s on vx, sidestep on vy, turning rad/s on vyaw
@@ -324,7 +339,8 @@ SIMPLE = {
     "arm.home": ["stow your arm", "retract the arm", "put your arm away", "move the arm to its home position",
                  "home the arm", "fold your arm", "tuck your arm in", "stow the arm"],
     "status.report_battery": ["report your battery level", "tell me your battery level", "check the battery",
-                              "how much battery do you have", "what's your battery at", "battery status",
+                              "how much battery do you have", "what's your battery at", "battery status", "what's your battery level",
+                              "how much battery is left",
                               "how's your battery", "check your battery", "report the battery",
                               "tell me how much charge you have left"],
     "status.report_state": ["report your status", "give me a status report", "report your state",
@@ -371,7 +387,8 @@ def _find_in(rng: random.Random, st: _State, obj: str, plural: bool) -> tuple[st
         f"check {where} for {obj}", f"look in {where} for {obj}", f"in {where}, {verb} {obj}",
         f"see if {obj} {be} in {where}", f"check whether {obj} {be} in {where}",
         f"once you're in {where}, {verb} {obj}", f"when you get to {where}, {verb} {obj}",
-        f"go to {where} and {verb} {obj}",
+        f"go to {where} and {verb} {obj}", f"look around {where} for {obj}",
+        f"see if there's {obj} in {where}", f"check if there {be} {obj} in {where}",
     ] + ([f"{obj} should be in {where}, {verb} {it(plural)}"] if st.solo else []))
     return place, form
 
@@ -396,26 +413,45 @@ def step_find(rng: random.Random, st: _State) -> Step:
 
 
 def step_pick(rng: random.Random, st: _State) -> Step:
+    """pick(X) [after go(P)]; "... and bring it to me" adds nothing, "... and bring it to Q" adds go(Q)."""
     name, obj, plural = object_phrase(rng)
     st.holding, st.plural = name, plural
     verb = rng.choice(PICK_VERBS)
+    calls: tuple[str, ...]
     if st.unknown or rng.random() < 0.35:
         place, where = place_phrase(rng, st)
         if place:
             st.place = place
         text = rng.choice([f"{verb} {obj} {rng.choice(['in', 'from', 'in', 'at'])} {where}",
                            f"once you're in {where}, {verb} {obj}", f"when you reach {where}, {verb} {obj}",
-                           f"in {where}, {verb} {obj}", f"go to {where} and {verb} {obj}"])
-        return Step(text, (go(place), pick(name)) if place else ())
-    form = rng.random()
-    if form < 0.15 and verb == "pick up":
-        text = f"pick {obj} up"
-    elif form < 0.3:  # finding is part of picking: "find X and pick it up" is one pick
-        text = f"{rng.choice(FIND_VERBS)} {obj} and {rng.choice(['pick', 'grab', 'take', 'lift'])} {it(plural)}" + \
-               (" up" if rng.random() < 0.6 else "")
+                           f"in {where}, {verb} {obj}", f"go to {where} and {verb} {obj}",
+                           f"if you see {obj} in {where}, {rng.choice(['grab', 'pick up', 'take'])} {it(plural)}"])
+        calls = (go(place), pick(name)) if place else ()
     else:
-        text = f"{verb} {obj}"
-    return Step(text, (pick(name),))
+        form = rng.random()
+        if form < 0.15 and verb == "pick up":
+            text = f"pick {obj} up"
+        elif form < 0.3:  # finding is part of picking: "find X and pick it up" is one pick
+            text = f"{rng.choice(FIND_VERBS)} {obj} and {rng.choice(['pick', 'grab', 'take', 'lift'])} " \
+                   f"{it(plural)}" + (" up" if rng.random() < 0.6 else "")
+        elif form < 0.38:
+            text = f"if you see {obj}, {rng.choice(['pick', 'grab', 'take'])} {it(plural)}" + \
+                   (" up" if rng.random() < 0.5 else "")
+        elif form < 0.46:  # where it lies is not a place on the map: "grab the remote from the couch" is a pick
+            text = f"{verb} {obj} {lying(rng)}"
+        else:
+            text = f"{verb} {obj}"
+        calls = (pick(name),)
+    if calls and rng.random() < 0.2:  # the robot does not know where "me" is; a named place is a go
+        if rng.random() < 0.6:
+            text += rng.choice([" and bring {} to me", " and bring {} here", " and bring {} back to me",
+                                " and bring {} over", ", then bring {} to me"]).format(it(plural))
+        else:
+            dst, dst_text = place_phrase(rng, st)
+            st.place = dst
+            text += f" and {rng.choice(['bring', 'take', 'carry'])} {it(plural)} to {dst_text}"
+            calls += (go(dst),)
+    return Step(text, calls)
 
 
 def step_bring(rng: random.Random, st: _State) -> Step:
@@ -444,7 +480,8 @@ def step_bring(rng: random.Random, st: _State) -> Step:
         text = rng.choice([f"{bring} {obj}{from_}, I'm in {dst_text}", f"I'm in {dst_text}, {bring} {obj}{from_}",
                            f"I'm in {dst_text}. {bring} {obj}{from_}", f"{bring} {obj}{from_}. I am in {dst_text}",
                            f"bring {obj}{from_} to me in {dst_text}", f"{bring} {obj}{from_}, I'm over in {dst_text}",
-                           f"I'm sitting in {dst_text}, could you {bring} {obj}{from_}"]) if st.solo else \
+                           f"I'm sitting in {dst_text}, could you {bring} {obj}{from_}",
+                           f"I'm in {dst_text}, can you {bring} {obj}{from_}"]) if st.solo else \
             rng.choice([f"bring {obj}{from_} to me in {dst_text}", f"{rng.choice(CARRY)} {obj}{from_} to {dst_text}"])
     elif unknown_at == "src" or form < 0.6:  # "bring me X from P [to Q]"
         src, src_text = at("src")
@@ -459,10 +496,13 @@ def step_bring(rng: random.Random, st: _State) -> Step:
                                f"I think I left {obj} in {src_text}. bring {it(plural)} here"])
         else:
             text = f"{verb} {obj} from {src_text}"
+            if not st.unknown and rng.random() < 0.25:  # "... and bring it to me" adds nothing
+                text += rng.choice([" and bring {} to me", " and bring {} here", ", then bring {} back to me"]
+                                   ).format(it(plural))
     elif form < 0.8:  # "bring me X" / "bring X to me": the robot does not know where "me" is
         text = rng.choice([f"{rng.choice(BRING_ME)} {obj}", f"bring {obj} to me", f"bring {obj} here",
                            f"{rng.choice(BRING_ME)} {obj} please", f"get {obj} for me", f"I need {obj}, bring "
-                           f"{it(plural)} to me", f"can I have {obj}"])
+                           f"{it(plural)} to me", f"can I have {obj}", f"{rng.choice(BRING_ME)} {obj} {lying(rng)}"])
     else:  # "take X to Q"
         dst, dst_text = place_phrase(rng, st)
         text = f"{rng.choice(CARRY)} {obj} to {dst_text}"
@@ -539,9 +579,11 @@ def step_start(rng: random.Random, st: _State) -> Step:
         axis, sign = AXIS[direction]
         value = rng.choice(RAW_SPEEDS[axis])
         verb = rng.choice(DIRECTIONS[direction] + START_FORMS[direction])
-        unit = rng.choice(["m/s", "meters per second", "m/s"])
+        speed = f"{value:g} {rng.choice(['m/s', 'meters per second', 'm/s', 'metres per second'])}"
+        if value in (0.5, 1.0) and rng.random() < 0.5:
+            speed = f"{'half a' if value == 0.5 else 'one'} {rng.choice(['meter', 'metre'])} per second"
         velocity = {"vx": 0.0, "vy": 0.0, "vyaw": 0.0, axis: sign * value}
-        return Step(f"{verb} at {value:g} {unit}", (call("sport.Move", **velocity),))
+        return Step(f"{verb} {'at ' if rng.random() < 0.8 else ''}{speed}", (call("sport.Move", **velocity),))
     speed_key = rng.choice(list(SPEED_WORDS))
     speed = rng.choice(SPEED_WORDS[speed_key])
     # a bare "turn left" is a 90 degree turn (step_turn), so untimed turning always says start/keep
@@ -687,7 +729,7 @@ def _refused(rng: random.Random, st: _State, reason: str) -> Step:
         kind = rng.choice(_PLACED)
         step = STEP_KINDS[kind][0](rng, st)
         st.unknown = False
-        return Step(step.text, (), refuse=reason)
+        return Step(step.text, ())
     templates = UNSUPPORTED if reason == "unsupported" else UNSAFE
     template = rng.choice(templates)
     name, obj, _ = object_phrase(rng)
@@ -695,7 +737,7 @@ def _refused(rng: random.Random, st: _State, reason: str) -> Step:
     if reason == "unsafe" and rng.random() < 0.15:  # faster than the robot may go
         text = f"{rng.choice(DIRECTIONS['forward'])} at {rng.choice([2, 3, 5, 10, 20])} " \
                f"{rng.choice(['m/s', 'meters per second'])}"
-    return Step(keep(text) if reason == "unsafe" else text, (), refuse=reason)
+    return Step(keep(text) if reason == "unsafe" else text, ())
 
 
 # -------------------------------------------------------------------------------------------- composition
@@ -703,7 +745,8 @@ QUESTION_PREFIX = ["could you ", "can you ", "would you ", "can you please ", "c
                    "hey buddy, could you ", "hey robot, can you ", "robot, could you ", "would you kindly ",
                    "do you think you could ", "any chance you could ", "is it possible to ", "can u "]
 PREFIX = ["", "", "", "", "", "", "please ", "please, ", "hey robot, ", "robot, ", "I need you to ",
-          "I'd like you to ", "okay, ", "ok ", "go ahead and ", "I was wondering if you could ", "when you get a chance, ",
+          "I'd like you to ", "okay, ", "ok ", "go ahead and ", "I was wondering if you could ",
+          "when you get a chance, ",
           "do me a favor and ", "if you don't mind, ", "whenever you're ready, ", "quick one: ", "alright, ",
           "listen, ", "yo, ", "hey, ", "so ", "right, ", "um, ", "hey there, ", "buddy, ", "now ", "ok robot, ",
           "your next task: ", "new task: ", "I want you to ", "you need to ", "time to ", "let's "]
@@ -741,7 +784,7 @@ def _join(rng: random.Random, clauses: list[str]) -> str:
 
 
 _SENTENCE_STARTS = ("i ", "i'm", "where ", "have you", "do you", "how", "what", "can i ", "once you", "when you",
-                    "in ", "to the ", "you ", "your ")
+                    "if you", "in ", "to the ", "you ", "your ")
 
 
 def _sentence(step: Step) -> bool:
@@ -834,13 +877,16 @@ def _finish(rng: random.Random, steps: list[Step], refusal: str | None) -> str:
 
 
 def _unclear(rng: random.Random) -> str:
-    if rng.random() < 0.3:  # keyboard mash
+    """Nothing to act on: a keyboard mash, a filler, or a vague reference, with the wrappers people add."""
+    if rng.random() < 0.35:
         letters = "asdfghjklqwertyuiopzxcvbnm"
         return " ".join("".join(rng.choice(letters) for _ in range(rng.randint(3, 8)))
                         for _ in range(rng.randint(1, 3)))
     text = rng.choice(UNCLEAR)
-    if rng.random() < 0.3:
-        text = rng.choice(["hey robot, ", "robot, ", "um, ", "so ", "please ", "ok "]) + text
+    if rng.random() < 0.5:
+        text = rng.choice(["hey robot, ", "robot, ", "um, ", "so ", "please ", "ok ", "hey, ", "uh ", "well, ",
+                           "hmm, ", "listen, ", "buddy, "]) + text
+    text += rng.choice(["", "", "", "?", "...", "!", " please", " now", ", ok?", " lol"])
     return _capitalize(text) if rng.random() < 0.6 else text
 
 
@@ -867,7 +913,6 @@ def compose(rng: random.Random) -> Command:
                 kinds = [k for k in kinds if not (st.holding and k in ("pick", "bring", "put"))]
                 name = rng.choices(kinds, weights=[STEP_KINDS[k][1] for k in kinds])[0]
                 step = STEP_KINDS[name][0](rng, st)
-                st.used.append(name)
             st.ends_move = step.ends_move
             st.started = any(c.startswith(("start(", "sport.Move(")) for c in step.calls[-1:])
             steps.append(step)

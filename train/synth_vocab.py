@@ -41,8 +41,8 @@ UNKNOWN_PLACES = [
     "the pantry", "the closet", "the walk-in closet", "the loft", "the workshop", "the greenhouse", "the boiler room",
     "the server room", "the conference room", "the meeting room", "the break room", "the cafeteria", "the library",
     "the school", "the hospital", "the airport", "the train station", "the bus stop", "the parking lot", "the street",
-    "the car", "the second floor", "the third floor", "the room upstairs", "the floor downstairs", "the den", "the sauna", "the forest",
-    "the lake", "paris", "the city", "the office downtown", "the wine cellar", "my friend's place", "the kitchen upstairs",
+    "the car", "the second floor", "the third floor", "the room upstairs", "the floor downstairs", "the den",
+    "the sauna", "the forest", "the lake", "paris", "the city", "the wine cellar", "my friend's place", "the chapel",
 ]
 
 #: everyday objects (the contract's open-vocabulary ``name``); plural or mass nouns are in PLURAL / MASS below
@@ -101,6 +101,8 @@ OBJECTS = [
     "harmonica", "inhaler", "pill organizer", "hearing aid", "walking stick", "cane", "umbrella stand",
     "empty bottle", "recycling bag", "newspaper clipping", "gift", "present", "gift bag", "birthday card",
     "envelope of cash", "coin purse", "bottle of water", "sports drink", "protein bar", "bag of rice",
+    # drinks and animals people ask for by name
+    "beer", "can of beer", "soda", "bottle of juice", "cup of tea", "cat", "dog", "kitten", "puppy", "hamster",
 ]
 
 #: nouns said with "them"/"some", never "a"

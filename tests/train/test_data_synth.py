@@ -158,20 +158,24 @@ def test_motion_words_always_mean_the_same_call(commands):
 
 
 def test_distances_and_durations_are_read_from_the_text(commands):
+    """Digits and words alike: "two meters" / "2m" is meters=2.0, "for five seconds" / "for 5s" is seconds=5.0."""
     seen = 0
     for cmd in commands:
         text = cmd.user.lower()
         if len(cmd.calls) != 1 or cmd.kind != "action":
             continue
-        m = re.search(r"\b(two|2) (meters|metres)\b", text)
-        if m and cmd.calls[0].startswith("walk("):
-            assert args(cmd.calls[0], "meters") == "2.0", cmd
+        call = cmd.calls[0]
+        dist = re.search(r"\b(\d+(?:\.\d+)?|two|three) ?(m|meters|metres)\b", text)
+        if dist and call.startswith("walk("):
+            value = {"two": "2", "three": "3"}.get(dist.group(1), dist.group(1))
+            assert float(args(call, "meters")) == float(value), cmd
             seen += 1
-        m = re.search(r"\bfor (five|5) seconds\b", text)
-        if m and cmd.calls[0].startswith(("move(", "robot.wait(")):
-            assert args(cmd.calls[0], "seconds") == "5.0", cmd
+        dur = re.search(r"\bfor (\d+(?:\.\d+)?|five|ten) ?(seconds|secs|sec|s)\b", text)
+        if dur and call.startswith(("move(", "robot.wait(")):
+            value = {"five": "5", "ten": "10"}.get(dur.group(1), dur.group(1))
+            assert float(args(call, "seconds")) == float(value), cmd
             seen += 1
-    assert seen > 10
+    assert seen > 50
 
 
 def test_speech_is_the_text_as_said(commands):
@@ -186,7 +190,8 @@ def test_speech_is_the_text_as_said(commands):
 
 
 def test_bring_me_x_im_in_y_goes_there_after_the_pick(commands):
-    hits = [c for c in commands if c.kind == "action" and re.search(r"\b(i'?m (sitting |over )?in|i am in|to me in) the ", c.user.lower())]
+    said = re.compile(r"\b(i'?m (sitting |over )?in|i am in|to me in) the ")
+    hits = [c for c in commands if c.kind == "action" and said.search(c.user.lower())]
     assert len(hits) > 20
     for cmd in hits:
         assert any(a.startswith("pick(") and b.startswith("go(") for a, b in zip(cmd.calls, cmd.calls[1:])), cmd
