@@ -93,11 +93,13 @@ class ArgSpec:
         return 0 < len(value) <= self.max_len and set(value) <= self.charset()
 
     def snap(self, value: float) -> int | float:
-        """The nearest multiple of the step, half away from zero: where an expansion's arithmetic lands."""
+        """The nearest point of the grid's lattice (halves away from its origin): where an expansion's arithmetic
+        lands. Floats: multiples of the step; ints: ``ceil(min)`` plus multiples of the step, as in ``grid()``."""
         step = self._step()
-        k = math.floor(abs(round(value / step, 9)) + 0.5)
-        k = k if value >= 0 else -k
-        return int(k * step) if self.type == "int" else round(k * step, 6) + 0.0
+        origin = math.ceil(self.min or 0) if self.type == "int" else 0
+        offset = round((value - origin) / step, 9)
+        k = math.copysign(math.floor(abs(offset) + 0.5), offset)
+        return origin + int(k) * int(step) if self.type == "int" else round(k * step, 6) + 0.0
 
     def _step(self) -> float:
         if self.type == "int":

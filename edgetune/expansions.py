@@ -161,29 +161,30 @@ class Expander:
 
     def expand(self, values: Mapping[str, object], api: Mapping[str, "CallSpec"]) -> list[str]:
         """The API call texts for one compact call's argument values (numbers snapped, not yet validated)."""
+        return [self._render(template, values, api) for template in self.templates]
+
+    def _render(self, template: Template, values: Mapping[str, object], api: Mapping[str, "CallSpec"]) -> str:
         from edgetune.contract import format_value
 
-        calls = []
-        for template in self.templates:
-            out = [template.parts[0]]
-            for hole, part in zip(template.holes, template.parts[1:]):
-                value = evaluate(hole.tree, values, self.let)
-                target = api[hole.callee].args[hole.arg]
-                numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-                if numeric != (target.type in ("int", "float")):
-                    raise ExpansionError("", f"hole {{{hole.text}}} gives {value!r}, but {hole.callee}.{hole.arg} "
-                                             f"is {target.type}")
-                out += [format_value(target.snap(value) if numeric else value), part]
-            calls.append("".join(out).strip())
-        return calls
+        out = [template.parts[0]]
+        for hole, part in zip(template.holes, template.parts[1:]):
+            value = evaluate(hole.tree, values, self.let)
+            target = api[hole.callee].args[hole.arg]
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if numeric != (target.type in ("int", "float")):
+                raise ExpansionError("", f"hole {{{hole.text}}} gives {value!r}, but {hole.callee}.{hole.arg} "
+                                         f"is {target.type}")
+            out += [format_value(target.snap(value) if numeric else value), part]
+        return "".join(out).strip()
 
     def check(self, api: Mapping[str, "CallSpec"], refuse: Callable[[str], str | None]) -> Iterator[tuple[str, str]]:
-        """Problems with this expansion: every combination of enum values and grid numbers must expand to calls
-        ``refuse`` accepts (``refuse(call)`` returns why the API refuses it, or None)."""
-        used = {node.id for t in self.templates for h in t.holes for node in ast.walk(h.tree)
-                if isinstance(node, ast.Name)}
+        """Problems with this expansion. Every combination of the enum values and grid numbers a template uses must
+        render to a call ``refuse`` accepts (``refuse(call)`` says why the API refuses it, or returns None): then
+        every compact call the grammar admits expands to valid API calls."""
+        used = [{node.id for h in t.holes for node in ast.walk(h.tree) if isinstance(node, ast.Name)}
+                for t in self.templates]
         for name in self.args:
-            if name not in used:
+            if not any(name in names for names in used):
                 yield f"args.{name}", "is not used by any template in 'to'"
         for name, table in self.let.items():
             arg = self.args.get(name)
@@ -196,6 +197,8 @@ class Expander:
             for value in arg.values:
                 if value not in table:
                     yield f"let.{name}", f"has no entry for {name}={value!r}"
+        choices = {name: _choices(arg) for name, arg in self.args.items()}
+        first = {name: options[0] for name, options in choices.items()}
         for i, template in enumerate(self.templates):
             for hole in template.holes:
                 if isinstance(hole.tree, ast.Name) and self.args[hole.tree.id].type == "str":
@@ -204,25 +207,27 @@ class Expander:
                             or source.max_len > target.max_len:
                         yield f"to[{i}]", (f"hole {{{hole.text}}}: a str argument may only fill a str argument that "
                                            f"admits all its values ({hole.callee}.{hole.arg} does not)")
-        choices = [_choices(arg) for arg in self.args.values()]
-        total = 1
-        for options in choices:
-            total *= len(options)
-        if total > _MAX_COMBINATIONS:
-            yield "args", f"{total} argument combinations to check (at most {_MAX_COMBINATIONS}); use coarser grids"
-            return
-        for combination in itertools.product(*choices):
-            values = dict(zip(self.args, combination))
-            try:
-                calls = self.expand(values, api)
-            except ExpansionError as exc:
-                yield "to", f"cannot expand {_show(self.name, values)}: {exc.problem}"
-                return
-            for i, call in enumerate(calls):
-                problem = refuse(call)
-                if problem:
-                    yield f"to[{i}]", f"{_show(self.name, values)} expands to {call}, which the API refuses: {problem}"
-                    return
+            names = [name for name in self.args if name in used[i]]
+            total = 1
+            for name in names:
+                total *= len(choices[name])
+            if total > _MAX_COMBINATIONS:
+                yield f"to[{i}]", f"{total} argument combinations to check (at most {_MAX_COMBINATIONS}); use coarser grids"
+                continue
+            refused: dict[str, str | None] = {}
+            for combination in itertools.product(*(choices[name] for name in names)):
+                values = {**first, **dict(zip(names, combination))}
+                try:
+                    call = self._render(template, values, api)
+                except ExpansionError as exc:
+                    yield f"to[{i}]", f"cannot expand {_show(self.name, values)}: {exc.problem}"
+                    break
+                if call not in refused:
+                    refused[call] = refuse(call)
+                if refused[call]:
+                    yield f"to[{i}]", f"{_show(self.name, values)} expands to {call}, which the API refuses: " \
+                                      f"{refused[call]}"
+                    break
 
 
 def _choices(arg: "ArgSpec") -> list[object]:

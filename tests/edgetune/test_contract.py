@@ -1,4 +1,5 @@
-"""The output contract: the validator's verdicts and positions, normalisation, the scorer, the text contract."""
+"""The output contract: the validator's verdicts and positions, normalisation, the refusal call, open-vocabulary
+names, expansions (the robot task's compact calls and their exact SDK calls), the scorer, the text contract."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from edgetune.config import from_dict
+from edgetune.config import from_dict, to_dict
 from edgetune.contract import ArgSpec, ContractSpec, Violation
 from edgetune.task import load_task
 
@@ -75,6 +76,17 @@ BAD_ITEMS = [
     ("audio.speak(text='" + "a" * 81 + "')", "bad_value", 17),
     ("nav.dock(", "syntax", 8),
     ("  robot.wait(seconds=99)", "out_of_range", 21),
+    ("arm.pick(name='Red Ball')", "bad_value", 14),
+    ("perception.find_object(name='')", "bad_value", 28),
+    ("find(name='cat!')", "bad_value", 10),
+    ("pick(name='" + "a" * 41 + "')", "bad_value", 10),
+    ("arm.place(surface='the table, please')", "bad_value", 18),
+    ("go(place='attic')", "not_in_enum", 9),
+    ("move(direction='up', speed='slow', seconds=2.0)", "not_in_enum", 15),
+    ("move(direction='forward', speed='slow')", "missing_argument", 38),
+    ("walk(direction='forward', meters=20.0)", "out_of_range", 33),
+    ("turn(direction='left', degrees=90.0)", "wrong_type", 31),
+    ("go.there()", "unknown_attribute", 0),
 ]
 
 
@@ -177,6 +189,155 @@ def test_whitespace_around_the_list_and_items_is_allowed(contract):
     assert verdict.calls == ["nav.dock()", "status.report_state()"]
 
 
+# ------------------------------------------------------------------------------------------ refusal and mixing
+@pytest.mark.parametrize("reason", ["unsupported", "unknown_place", "unsafe", "unclear"])
+def test_the_refusal_call_is_valid_alone_and_reaches_the_robot_as_it_is(contract, reason):
+    verdict = contract.validate(answer(f"robot.reject('{reason}')"))
+    assert verdict.valid, verdict.violations
+    assert verdict.calls == verdict.compact == [f"robot.reject(reason='{reason}')"]
+
+
+@pytest.mark.parametrize(
+    ("items", "indices"),
+    [
+        (["nav.dock()", "robot.reject(reason='unsafe')"], [1]),
+        (["robot.reject(reason='unsafe')", "go(place='kitchen')"], [0]),
+        (["robot.reject(reason='unsafe')", "robot.reject(reason='unclear')"], [0, 1]),
+        (["robot.reject(reason='bored')", "nav.dock()"], [0]),  # an invalid refusal still may not mix
+    ],
+)
+def test_an_exclusive_call_mixed_with_anything_is_rejected(contract, items, indices):
+    verdict = contract.validate(answer(*items))
+    assert not verdict.valid
+    assert [v.index for v in verdict.violations if v.code == "exclusive"] == indices
+    assert "must be the only call" in str(next(v for v in verdict.violations if v.code == "exclusive"))
+
+
+def test_the_grammar_puts_exclusive_calls_in_their_own_root_alternative(contract):
+    grammar = contract.grammar()
+    root, *_ = grammar.splitlines()
+    assert root == 'root ::= "[" ws exclusive-item ws "]" | "[" ws item ("," ws item){0,7} ws "]"'
+    calls = next(line for line in grammar.splitlines() if line.startswith("call ::= "))
+    assert "call-robot-reject" not in calls and "call-go " in calls + " " and "call-turn" in calls
+
+
+# --------------------------------------------------------------------------------------- open-vocabulary names
+@pytest.mark.parametrize("name", ["cat", "car keys", "tennis-ball 2", "x", "a" * 40])
+def test_objects_and_surfaces_are_open_vocabulary(contract, name):
+    verdict = contract.validate(answer(f"find(name='{name}')", f"arm.pick(name='{name}')",
+                                       f"arm.place(surface='{name}')"))
+    assert verdict.valid, verdict.violations
+    assert verdict.calls == [f"perception.find_object(name='{name}')", "perception.wait_for_result()",
+                             f"arm.pick(name='{name}')", f"arm.place(surface='{name}')"]
+
+
+# --------------------------------------------------------------------------------------------------- expansions
+SPEEDS = {"slow": (0.3, 0.2, 0.5), "normal": (0.5, 0.3, 1.0), "fast": (0.8, 0.5, 1.5)}
+#: direction -> which velocity (vx, vy, vyaw) it drives and its sign; written out, not read from the YAML
+DIRECTIONS = {"forward": (0, 1), "backward": (0, -1), "left": (1, 1), "right": (1, -1),
+              "turn_left": (2, 1), "turn_right": (2, -1)}
+
+
+def _move(direction: str, speed: str) -> str:
+    axis, sign = DIRECTIONS[direction]
+    v = [0.0, 0.0, 0.0]
+    v[axis] = sign * SPEEDS[speed][axis]
+    return f"sport.Move(vx={v[0]}, vy={v[1]}, vyaw={v[2]})"
+
+
+@pytest.mark.parametrize("speed", sorted(SPEEDS))
+@pytest.mark.parametrize("direction", sorted(DIRECTIONS))
+def test_move_and_start_expand_to_the_velocity_table(contract, direction, speed):
+    move = contract.validate(answer(f"move(direction='{direction}', speed='{speed}', seconds=2.5)"))
+    assert move.calls == [_move(direction, speed), "robot.wait(seconds=2.5)", "sport.StopMove()"], move.violations
+    start = contract.validate(answer(f"start('{direction}', '{speed}')"))
+    assert start.calls == [_move(direction, speed)]
+    assert start.compact == [f"start(direction='{direction}', speed='{speed}')"]
+
+
+WALKS = {  # meters -> seconds at 0.5 m/s forward/backward and 0.3 m/s sideways, on the 0.5 s grid
+    0.5: (1.0, 1.5), 1.0: (2.0, 3.5), 2.0: (4.0, 6.5), 2.5: (5.0, 8.5), 7.5: (15.0, 25.0), 10.0: (20.0, 33.5),
+}
+
+
+@pytest.mark.parametrize("meters", sorted(WALKS))
+@pytest.mark.parametrize("direction", ["forward", "backward", "left", "right"])
+def test_walk_expands_to_a_normal_speed_move_for_the_distance(contract, direction, meters):
+    verdict = contract.validate(answer(f"walk(direction='{direction}', meters={meters})"))
+    seconds = WALKS[meters][direction in ("left", "right")]
+    assert verdict.calls == [_move(direction, "normal"), f"robot.wait(seconds={seconds})", "sport.StopMove()"]
+
+
+TURNS = {45: 1.0, 90: 1.5, 135: 2.5, 180: 3.0, 225: 4.0, 270: 4.5, 315: 5.5, 360: 6.5}  # degrees -> s at 1 rad/s
+
+
+@pytest.mark.parametrize("degrees", sorted(TURNS))
+@pytest.mark.parametrize("direction", ["left", "right"])
+def test_turn_expands_to_a_timed_turn_at_one_radian_per_second(contract, direction, degrees):
+    verdict = contract.validate(answer(f"turn(direction='{direction}', degrees={degrees})"))
+    yaw = 1.0 if direction == "left" else -1.0
+    assert verdict.calls == [f"sport.Move(vx=0.0, vy=0.0, vyaw={yaw})", f"robot.wait(seconds={TURNS[degrees]})",
+                             "sport.StopMove()"]
+
+
+def test_go_find_and_pick_expand_to_their_waits(contract):
+    verdict = contract.validate(answer("go('kitchen')", "find(name='fork')", "pick('car keys')", "nav.dock()"))
+    assert verdict.valid, verdict.violations
+    assert verdict.compact == ["go(place='kitchen')", "find(name='fork')", "pick(name='car keys')", "nav.dock()"]
+    assert verdict.normalized == json.dumps(verdict.compact)
+    assert verdict.calls == [
+        "nav.go_to(place='kitchen')", "nav.wait_for_arrival()",
+        "perception.find_object(name='fork')", "perception.wait_for_result()",
+        "perception.find_object(name='car keys')", "perception.wait_for_result()", "arm.pick(name='car keys')",
+        "nav.dock()",
+    ]
+
+
+def test_max_calls_bounds_the_expanded_list(contract):
+    eight = [f"move('forward', 'slow', {s}.0)" for s in range(1, 9)]
+    assert contract.validate(answer(*eight)).valid  # 24 API calls
+    violation = only_violation(contract, answer(*eight, "go('kitchen')"))
+    assert (violation.code, violation.index) == ("call_count", 8)
+    assert "26 calls once expanded" in violation.message
+
+
+def test_an_expansion_that_lands_outside_the_api_is_a_violation():
+    # every grid value (the grammar's n = 1, 5, 9) expands to a valid wait, so the declaration loads; an off-grid
+    # n the validator accepts may not
+    spec = from_dict(ContractSpec, {
+        "kind": "call_list",
+        "api": {"robot.wait": {"args": {"seconds": {"type": "float", "min": 0.5, "max": 6.0, "step": 0.5}}}},
+        "expansions": {"nap": {"args": {"n": {"type": "int", "min": 1, "max": 9, "step": 4}},
+                               "to": ["robot.wait(seconds={1 + (n - 1) * (n - 5) * (n - 9) / 10})"]}},
+    })
+    assert [spec.validate(answer(f"nap({n})")).calls for n in (1, 3)] == [["robot.wait(seconds=1.0)"],
+                                                                          ["robot.wait(seconds=3.5)"]]  # 3.4 snapped
+    violation = only_violation(spec, answer("robot.wait(1.0)", "nap(7)"))  # 1 - 2.4
+    assert (violation.code, violation.index) == ("expansion", 1)
+    assert "nap expands to robot.wait(seconds=-1.5), which the API refuses" in violation.message
+
+
+def test_snapping_rounds_halves_away_from_the_origin():
+    seconds = ArgSpec(type="float", min=0.5, max=60.0, step=0.5)
+    assert [seconds.snap(v) for v in (0.785, 0.75, 1.7449, -0.25, 33.33)] == [1.0, 1.0, 1.5, -0.5, 33.5]
+    assert [ArgSpec(type="int", min=1, max=9, step=4).snap(v) for v in (2.9, 3.0, 3.1, 100)] == [1, 5, 5, 101]
+
+
+def test_vocabulary_holds_the_api_and_the_compact_calls_with_resolved_arguments(contract):
+    vocab = contract.vocabulary()
+    assert set(vocab) == set(contract.api) | {"go", "find", "pick", "move", "start", "walk", "turn"}
+    assert vocab["go"].args["place"] == contract.api["nav.go_to"].args["place"]
+    assert vocab["turn"].args["degrees"].grid() == [45, 90, 135, 180, 225, 270, 315, 360]
+    assert not any(vocab[name].exclusive for name in contract.expansions)
+
+
+def test_a_contract_survives_the_bundle_manifest_round_trip(contract):
+    again = from_dict(ContractSpec, to_dict(contract), source="manifest")
+    assert again.grammar() == contract.grammar()
+    text = answer("walk('left', 2.0)", "audio.speak(text='Hi there')")
+    assert again.validate(text) == contract.validate(text)
+
+
 # ------------------------------------------------------------------------------------------------------ scorer
 def test_scorer_on_handcrafted_cases(contract):
     references = [
@@ -212,6 +373,26 @@ def test_scorer_of_garbage_is_zero_and_of_nothing_is_defined(contract):
     assert contract.score([], []).n == 0
 
 
+def test_scorer_compares_expanded_calls(contract):
+    raw = answer("nav.go_to(place='kitchen')", "nav.wait_for_arrival()", "sport.Move(vx=0.0, vy=0.0, vyaw=1.0)",
+                 "robot.wait(seconds=1.5)", "sport.StopMove()")
+    score = contract.score([answer("go('kitchen')", "turn('left', 90)")], [raw])
+    assert (score.exact_match, score.f1) == (1.0, 1.0)
+    score = contract.score([answer("go('kitchen')", "move('turn_left', 'normal', 2.0)")], [raw])
+    assert score.exact_match == 0.0 and (score.precision, score.recall) == (4 / 5, 4 / 5)
+
+
+@pytest.mark.parametrize("said", ["dinner is ready.", "Dinner is ready", " DINNER IS READY!! ", "dinner is ready?"])
+def test_spoken_text_is_scored_loosely_but_sent_as_written(contract, said):
+    verdict = contract.validate(answer(f"audio.speak(text='{said}')"))
+    assert verdict.calls == [f"audio.speak(text='{said}')"]
+    score = contract.score([answer(f"audio.speak(text='{said}')")], [answer("audio.speak(text='Dinner is ready')")])
+    assert score.exact_match == 1.0
+    assert contract.score([answer("audio.speak(text='Dinner is not ready')")],
+                          [answer("audio.speak(text='Dinner is ready')")]).exact_match == 0.0
+    assert contract.score([answer("arm.place(surface='bin')")], [answer("arm.place(surface='bin ')")]).f1 == 0.0
+
+
 def test_scorer_refuses_mismatched_lengths(contract):
     with pytest.raises(ValueError, match="as many predictions as references"):
         contract.score([answer("nav.dock()")], [])
@@ -242,10 +423,14 @@ def test_text_contract_scores_tokens_after_normalising_case_and_space(student):
 
 
 # --------------------------------------------------------------------------------------------- grammar details
-def test_describe_lists_every_allowlisted_call(contract):
+def test_describe_lists_every_allowlisted_call_and_compact_call(contract):
     text = contract.describe()
-    assert all(callee in text for callee in contract.api)
+    assert all(f"- {callee}(" in text for callee in contract.vocabulary())
     assert "vx: float in [-1.0, 1.0]" in text
+    assert "name: str of [a-z0-9 -], at most 40" in text
+    assert "degrees: int in [45, 360]" in text
+    assert "Must be the only call in its answer." in text
+    assert "-> nav.go_to, nav.wait_for_arrival" in text
 
 
 def test_grammar_rule_names_stay_distinct_when_names_collide():

@@ -1,13 +1,14 @@
 """Property tests of the contract: the grammar admits only what the validator accepts (for the robot task and for
-random allowlists), valid answers in any surface form normalise to their canonical calls, and mutated answers are
-rejected with the right violation at the right item. The GBNF side is read by tests/edgetune/gbnf.py, written
-independently of edgetune.contract."""
+random allowlists with exclusive calls and expansions), valid answers in any surface form normalise to their
+canonical calls, and mutated answers are rejected with the right violation at the right item. The GBNF side is read
+by tests/edgetune/gbnf.py, written independently of edgetune.contract."""
 
 from __future__ import annotations
 
 import json
 import math
 import random
+import functools
 import string
 
 import pytest
@@ -21,6 +22,10 @@ from tests.edgetune.strategies import contracts
 
 ROBOT = load_task("robot_sdk").contract
 ROBOT_RULES = gbnf.parse(ROBOT.grammar())
+VOCAB = ROBOT.vocabulary()
+ACTIONS = sorted(name for name, spec in VOCAB.items() if not spec.exclusive)  #: calls that may share an answer
+EXCLUSIVE = sorted(name for name, spec in VOCAB.items() if spec.exclusive)
+MAX_ITEMS = ROBOT.max_calls // ROBOT.longest_expansion()  #: items the grammar admits, whatever they expand to
 TEXT_ALPHABET = string.ascii_letters + string.digits + " ,.!?-"
 PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -29,6 +34,20 @@ def test_text_alphabet_matches_the_contract():
     # spelled out independently above; the grammar's character class must admit exactly it
     char_class = gbnf.parse(f"root ::= [{TEXT_CHARS}]")["root"]
     assert {c for c in map(chr, range(0x110)) if char_class.admits(c)} == set(TEXT_ALPHABET)
+
+
+@functools.cache
+def alphabet(chars: str) -> str:
+    """The characters a ``chars`` class admits, as the GBNF reader (not the contract) reads the class."""
+    char_class = gbnf.parse(f"root ::= [{chars}]")["root"]
+    return "".join(c for c in map(chr, range(0x110)) if char_class.admits(c))
+
+
+def test_the_robot_object_names_are_lower_case_words_digits_spaces_and_hyphens():
+    for callee, arg_name in [("perception.find_object", "name"), ("arm.pick", "name"), ("arm.place", "surface")]:
+        arg = ROBOT.api[callee].args[arg_name]
+        assert alphabet(arg.chars) == " -0123456789" + string.ascii_lowercase
+        assert arg.charset() == set(alphabet(arg.chars))
 
 
 def test_gbnf_reader_itself_expands_and_matches_a_small_grammar():
@@ -55,7 +74,7 @@ def test_every_expansion_of_the_robot_grammar_is_valid(rng):
 
 @PROPERTY
 @given(contract=contracts(), rng=st.randoms(use_true_random=False))
-def test_every_expansion_of_a_random_contract_grammar_is_valid(contract, rng):
+def test_every_answer_a_random_contract_grammar_admits_is_valid(contract, rng):
     rules = gbnf.parse(contract.grammar())
     for _ in range(5):
         text = gbnf.expand(rules, rng.randint)
@@ -78,7 +97,7 @@ def argument(draw, arg: ArgSpec, on_grid: bool) -> tuple[str, str]:
         value = draw(st.sampled_from(["True", "False"]))
         return value, value
     if arg.type == "str":
-        value = draw(st.text(TEXT_ALPHABET, min_size=1, max_size=arg.max_len))
+        value = draw(st.text(alphabet(arg.chars), min_size=1, max_size=arg.max_len))
         return draw(st.sampled_from([f"'{value}'", f'"{value}"'])), f"'{value}'"
     if on_grid:
         value = draw(st.sampled_from(arg.grid()))
@@ -97,8 +116,8 @@ def argument(draw, arg: ArgSpec, on_grid: bool) -> tuple[str, str]:
 @st.composite
 def robot_call(draw, on_grid: bool = False, callee: str | None = None) -> tuple[str, str]:
     """(a call written in any accepted form: keywords, positionals, spacing; its canonical form)."""
-    callee = callee or draw(st.sampled_from(sorted(ROBOT.api)))
-    spec = ROBOT.api[callee]
+    callee = callee or draw(st.sampled_from(ACTIONS))
+    spec = VOCAB[callee]
     values = [(name, *draw(argument(arg, on_grid))) for name, arg in spec.args.items()]
     n_positional = draw(st.integers(0, len(values)))
     keywords = values[n_positional:]
@@ -110,15 +129,22 @@ def robot_call(draw, on_grid: bool = False, callee: str | None = None) -> tuple[
 
 
 @PROPERTY
-@given(calls=st.lists(robot_call(), min_size=1, max_size=ROBOT.max_calls))
+@given(calls=st.one_of(st.lists(robot_call(), min_size=1, max_size=MAX_ITEMS),
+                       st.lists(robot_call(callee=EXCLUSIVE[0]), min_size=1, max_size=1)))
 def test_valid_answers_in_any_form_normalise_to_canonical_calls(calls):
     verdict = ROBOT.validate(json.dumps([written for written, _ in calls]))
     assert verdict.valid, verdict.violations
-    assert verdict.calls == [canonical for _, canonical in calls]
+    assert verdict.compact == [canonical for _, canonical in calls]
+    assert verdict.normalized == json.dumps(verdict.compact)
+    # the robot gets API calls only: each item's expansion, in order (the tables are checked in test_contract.py)
+    expanded = [call for _, canonical in calls for call in ROBOT.validate(json.dumps([canonical])).calls]
+    assert verdict.calls == expanded
+    assert all(call.split("(")[0] in ROBOT.api for call in verdict.calls)
 
 
 @PROPERTY
-@given(calls=st.lists(robot_call(on_grid=True), min_size=1, max_size=ROBOT.max_calls),
+@given(calls=st.one_of(st.lists(robot_call(on_grid=True), min_size=1, max_size=MAX_ITEMS),
+                       st.lists(robot_call(on_grid=True, callee=EXCLUSIVE[0]), min_size=1, max_size=1)),
        sep=st.sampled_from([",", ", ", ",\n", ",\n\n"]))
 def test_the_grammar_admits_every_canonical_answer(calls, sep):
     # constrained decoding must be able to produce every canonical answer, or the model is forced into other ones
@@ -126,18 +152,29 @@ def test_the_grammar_admits_every_canonical_answer(calls, sep):
     assert gbnf.matches(ROBOT_RULES, text), text
 
 
+@PROPERTY
+@given(calls=st.lists(robot_call(on_grid=True), min_size=0, max_size=MAX_ITEMS - 1), data=st.data())
+def test_the_grammar_admits_an_exclusive_call_only_alone(calls, data):
+    refusal = data.draw(robot_call(on_grid=True, callee=EXCLUSIVE[0]))[1]
+    items = [canonical for _, canonical in calls]
+    items.insert(data.draw(st.integers(0, len(items))), refusal)
+    text = json.dumps(items)
+    assert gbnf.matches(ROBOT_RULES, text) == (len(items) == 1), text
+    assert ROBOT.validate(text).valid == (len(items) == 1)
+
+
 # ------------------------------------------------------------------------------------------------------ mutations
-_WITH_ARGS = sorted(name for name, spec in ROBOT.api.items() if spec.args)
-_NUMERIC = sorted((name, arg_name) for name, spec in ROBOT.api.items() for arg_name, arg in spec.args.items()
+_WITH_ARGS = sorted(name for name in ACTIONS if VOCAB[name].args)
+_NUMERIC = sorted((name, arg_name) for name in ACTIONS for arg_name, arg in VOCAB[name].args.items()
                   if arg.type in ("int", "float"))
-_ENUMS = sorted((name, arg_name) for name, spec in ROBOT.api.items() for arg_name, arg in spec.args.items()
+_ENUMS = sorted((name, arg_name) for name in ACTIONS for arg_name, arg in VOCAB[name].args.items()
                 if arg.type == "enum")
 
 
 def _canonical(callee: str, **override: str) -> str:
     """A valid call with some arguments replaced by the given source text."""
     args = []
-    for name, arg in ROBOT.api[callee].args.items():
+    for name, arg in VOCAB[callee].args.items():
         if name in override:
             args.append(f"{name}={override[name]}")
         elif arg.type == "enum":
@@ -166,9 +203,11 @@ def mutation(draw, item: str) -> tuple[str, str]:
         return item.replace("(", f".{attr}(", 1), "unknown_attribute"
     if kind == "out_of_range":
         name, arg_name = draw(st.sampled_from(_NUMERIC))
-        arg = ROBOT.api[name].args[arg_name]
-        bad = draw(st.sampled_from([arg.max + draw(st.sampled_from([0.01, 1, 1e6])),
-                                    arg.min - draw(st.sampled_from([0.01, 1, 1e6]))]))
+        arg = VOCAB[name].args[arg_name]
+        offsets = [1, 10**6] if arg.type == "int" else [0.01, 1, 1e6]
+        bad = draw(st.sampled_from([arg.max + draw(st.sampled_from(offsets)),
+                                    arg.min - draw(st.sampled_from(offsets))]))
+        bad = int(bad) if arg.type == "int" else bad
         return _canonical(name, **{arg_name: repr(bad)}), "out_of_range"
     if kind == "import":
         return draw(st.sampled_from(["import os", "from os import system", "import os; os.system('ls')"])), "syntax"
@@ -176,7 +215,7 @@ def mutation(draw, item: str) -> tuple[str, str]:
         return draw(st.sampled_from(["__import__('os')", "__import__('os', globals())"])), "forbidden"
     if kind == "getattr":
         head, _, rest = callee.rpartition(".")
-        return f"getattr({head}, '{rest}')()", "bad_callee"
+        return f"getattr({head or 'robot'}, '{rest}')()", "bad_callee"
     if kind == "bare":
         return draw(st.sampled_from([callee, f"{item} + 1", f"{item} and {item}", f"not {item}", f"({item},)"])), \
             "not_a_call"
@@ -188,7 +227,7 @@ def mutation(draw, item: str) -> tuple[str, str]:
         return draw(st.sampled_from([(f"{item}[0]", "not_a_call"), (f"[{callee}][0]()", "bad_callee")]))
     if kind == "wrong_type":
         name, arg_name = draw(st.sampled_from(_NUMERIC + _ENUMS))
-        typ = ROBOT.api[name].args[arg_name].type
+        typ = VOCAB[name].args[arg_name].type
         bad = draw(st.sampled_from(["'1'", "True"] if typ != "enum" else ["1", "1.5", "True"]))
         return _canonical(name, **{arg_name: bad}), "wrong_type"
     if kind == "not_in_enum":
@@ -198,8 +237,8 @@ def mutation(draw, item: str) -> tuple[str, str]:
         name = draw(st.sampled_from(_WITH_ARGS))
         return f"{name}()", "missing_argument"
     if kind == "extra":
-        name = draw(st.sampled_from(sorted(ROBOT.api)))
-        return _canonical(name, **{}).replace(")", ", surprise=1)" if ROBOT.api[name].args else "surprise=1)"), \
+        name = draw(st.sampled_from(ACTIONS))
+        return _canonical(name, **{}).replace(")", ", surprise=1)" if VOCAB[name].args else "surprise=1)"), \
             "unknown_argument"
     if kind == "duplicate":
         name = draw(st.sampled_from(_WITH_ARGS))
@@ -212,7 +251,7 @@ def mutation(draw, item: str) -> tuple[str, str]:
 
 
 @PROPERTY
-@given(data=st.data(), calls=st.lists(robot_call(), min_size=1, max_size=ROBOT.max_calls))
+@given(data=st.data(), calls=st.lists(robot_call(), min_size=1, max_size=MAX_ITEMS))
 def test_a_mutated_item_is_rejected_at_its_index(data, calls):
     items = [written for written, _ in calls]
     index = data.draw(st.integers(0, len(items) - 1))
@@ -224,7 +263,7 @@ def test_a_mutated_item_is_rejected_at_its_index(data, calls):
 
 
 @PROPERTY
-@given(calls=st.lists(robot_call(), min_size=1, max_size=ROBOT.max_calls), data=st.data())
+@given(calls=st.lists(robot_call(), min_size=1, max_size=MAX_ITEMS), data=st.data())
 def test_a_mutated_list_is_rejected(calls, data):
     text = json.dumps([written for written, _ in calls])
     mutated, code = data.draw(st.sampled_from([

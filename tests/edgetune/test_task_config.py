@@ -50,6 +50,10 @@ def _seconds(data) -> dict:
     return data["contract"]["api"]["robot.wait"]["args"]["seconds"]
 
 
+def _expansion(data, name: str) -> dict:
+    return data["contract"]["expansions"][name]
+
+
 BAD_TASKS = {
     "unknown top-level field": (
         lambda d: d.update(temprature=0.2), "temprature", "unknown field"),
@@ -109,6 +113,94 @@ BAD_TASKS = {
         "unknown_callee"),
     "example with the wrong keys": (
         lambda d: d["examples"][1].update(answer="x"), "examples[1]", "exactly the keys"),
+    "example mixing the refusal with an action": (
+        lambda d: d["examples"][4].update(assistant='["robot.reject(reason=\'unsafe\')", "nav.dock()"]'),
+        "examples[4].assistant", "[exclusive] item 0"),
+    "chars with a quote": (
+        lambda d: d["contract"]["api"]["arm.pick"]["args"]["name"].update(chars="a-z'"),
+        "contract.api.arm.pick.args.name.chars", "not allowed in 'chars'"),
+    "chars range over a backslash": (
+        lambda d: d["contract"]["api"]["arm.pick"]["args"]["name"].update(chars="A-z"),
+        "contract.api.arm.pick.args.name.chars", "must not admit"),
+    "chars on a number": (
+        lambda d: _seconds(d).update(chars="0-9"), "contract.api.robot.wait.args.seconds.chars", "only for str"),
+    "loose match on a number": (
+        lambda d: _seconds(d).update(match="loose"), "contract.api.robot.wait.args.seconds.match", "only for str"),
+    "unknown match mode": (
+        lambda d: d["contract"]["api"]["audio.speak"]["args"]["text"].update(match="fuzzy"),
+        "contract.api.audio.speak.args.text.match", "must be one of"),
+    "exclusive call with min_calls 2": (
+        lambda d: d["contract"].update(min_calls=2), "contract.api.robot.reject.exclusive", "min_calls must be 1"),
+    "max_calls below the longest expansion": (
+        lambda d: d["contract"].update(max_calls=2), "contract.max_calls", "longest expansion (3 API calls"),
+    "expansion to an unknown callee": (
+        lambda d: _expansion(d, "go").update(to=["nav.goto(place={place})"]), "contract.expansions.go.to[0]",
+        "'nav.goto' is not in the API allowlist"),
+    "expansion to another expansion": (
+        lambda d: _expansion(d, "pick").update(to=["find(name={name})"]), "contract.expansions.pick.to[0]",
+        "'find' is not in the API allowlist"),
+    "expansion to the exclusive call": (
+        lambda d: _expansion(d, "go").update(to=["robot.reject(reason={place})"]), "contract.expansions.go.to[0]",
+        "is exclusive"),
+    "expansion without templates": (
+        lambda d: _expansion(d, "go").update(to=[]), "contract.expansions.go.to", "at least one"),
+    "unknown hole name": (
+        lambda d: _expansion(d, "go").update(to=["nav.go_to(place={plac})"]), "contract.expansions.go.to[0]",
+        "'plac' is not an argument"),
+    "hole with a call in it": (
+        lambda d: _expansion(d, "go").update(to=["nav.go_to(place={__import__('os')})"]),
+        "contract.expansions.go.to[0]", "only argument names"),
+    "hole inside a string": (
+        lambda d: _expansion(d, "go").update(to=["audio.speak(text='to {place}')"]), "contract.expansions.go.to[0]",
+        "whole value of an argument"),
+    "unbalanced hole": (
+        lambda d: _expansion(d, "go").update(to=["nav.go_to(place={place)"]), "contract.expansions.go.to[0]",
+        "unbalanced"),
+    "template that is not a call": (
+        lambda d: _expansion(d, "go").update(to=["nav.go_to"]), "contract.expansions.go.to[0]", "must be one call"),
+    "like that points nowhere": (
+        lambda d: _expansion(d, "go")["args"].update(place={"like": "nav.go_to.where"}),
+        "contract.expansions.go.args.place.like", "is not an API argument"),
+    "like with its own fields": (
+        lambda d: _expansion(d, "go")["args"].update(place={"like": "nav.go_to.place", "type": "enum"}),
+        "contract.expansions.go.args.place.like", "not both"),
+    "argument without a type": (
+        lambda d: _expansion(d, "go")["args"].update(place={"doc": "where"}), "contract.expansions.go.args.place.type",
+        "give the argument's 'type'"),
+    "argument no template uses": (
+        lambda d: _expansion(d, "go")["args"].update(fast={"type": "bool"}), "contract.expansions.go.args.fast",
+        "not used by any template"),
+    "expansion named like an API call": (
+        lambda d: d["contract"]["expansions"].update({"nav.dock": _expansion(d, "go")}),
+        "contract.expansions.nav.dock", "name of an API call"),
+    "let table missing an enum value": (
+        lambda d: _expansion(d, "move")["let"]["direction"].pop("turn_right"), "contract.expansions.move.let.direction",
+        "no entry for direction='turn_right'"),
+    "let table with a value the enum lacks": (
+        lambda d: _expansion(d, "turn")["let"]["direction"].update(up={"yaw": 1.0}),
+        "contract.expansions.turn.let.direction.up", "is not one of the values"),
+    "let table keyed by a number argument": (
+        lambda d: _expansion(d, "walk")["let"].update(meters={"1": {"x": 1}}), "contract.expansions.walk.let.meters",
+        "keyed by an enum argument"),
+    "let attribute missing for one value": (
+        lambda d: _expansion(d, "turn")["let"]["direction"].update(right={"yow": -1.0}),
+        "contract.expansions.turn.to[0]",
+        "cannot expand turn(direction='right', degrees=45): direction='right' has no 'yaw'"),
+    "expansion out of the target's range for one combination": (
+        lambda d: _expansion(d, "move")["let"]["speed"]["fast"].update(yaw=3.0), "contract.expansions.move.to[0]",
+        "move(direction='turn_left', speed='fast', seconds=0.5) expands to sport.Move(vx=0.0, vy=0.0, vyaw=3.0)"),
+    "walk too far for the longest wait": (
+        lambda d: _expansion(d, "walk")["args"]["meters"].update(max=20.0), "contract.expansions.walk.to[1]",
+        "walk(direction='left', meters=18.5) expands to robot.wait(seconds=61.5)"),
+    "division by zero for one combination": (
+        lambda d: _expansion(d, "walk")["let"]["direction"]["left"].update(speed=0), "contract.expansions.walk.to[1]",
+        "division by zero"),
+    "text into a number": (
+        lambda d: _expansion(d, "go").update(to=["robot.wait(seconds={place})"]), "contract.expansions.go.to[0]",
+        "gives 'kitchen', but robot.wait.seconds is float"),
+    "open-vocabulary name into a narrower string": (
+        lambda d: _expansion(d, "find")["args"].update(name={"type": "str", "max_len": 60}),
+        "contract.expansions.find.to[0]", "a str argument may only fill a str argument that admits all its values"),
 }
 
 
