@@ -73,7 +73,7 @@ class TaskSpec:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
     def holdout_path(self) -> Path | None:
-        """Where the held-out set lives: ``holdout`` relative to the task's YAML (or tasks/ for a task built in code)."""
+        """Where the held-out set lives: ``holdout`` next to the task YAML (in tasks/ for a task built in code)."""
         if not self.holdout:
             return None
         return (self.path.parent if self.path else TASKS_DIR) / self.holdout
