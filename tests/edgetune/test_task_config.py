@@ -114,8 +114,8 @@ BAD_TASKS = {
     "example with the wrong keys": (
         lambda d: d["examples"][1].update(answer="x"), "examples[1]", "exactly the keys"),
     "example mixing the refusal with an action": (
-        lambda d: d["examples"][4].update(assistant='["robot.reject(reason=\'unsafe\')", "nav.dock()"]'),
-        "examples[4].assistant", "[exclusive] item 0"),
+        lambda d: d["examples"][3].update(assistant='["robot.reject(reason=\'unsafe\')", "nav.dock()"]'),
+        "examples[3].assistant", "[exclusive] item 0"),
     "chars with a quote": (
         lambda d: d["contract"]["api"]["arm.pick"]["args"]["name"].update(chars="a-z'"),
         "contract.api.arm.pick.args.name.chars", "not allowed in 'chars'"),
