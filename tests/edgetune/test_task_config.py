@@ -195,6 +195,9 @@ BAD_TASKS = {
     "division by zero for one combination": (
         lambda d: _expansion(d, "walk")["let"]["direction"]["left"].update(speed=0), "contract.expansions.walk.to[1]",
         "division by zero"),
+    "arithmetic that overflows": (
+        lambda d: _expansion(d, "turn")["to"].__setitem__(1, "robot.wait(seconds={degrees * 1e308 * 10})"),
+        "contract.expansions.turn.to[1]", "gives inf"),
     "text into a number": (
         lambda d: _expansion(d, "go").update(to=["robot.wait(seconds={place})"]), "contract.expansions.go.to[0]",
         "gives 'kitchen', but robot.wait.seconds is float"),
