@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -171,6 +172,8 @@ class Expander:
             value = evaluate(hole.tree, values, self.let)
             target = api[hole.callee].args[hole.arg]
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if numeric and not math.isfinite(value):
+                raise ExpansionError("", f"hole {{{hole.text}}} gives {value!r}")
             if numeric != (target.type in ("int", "float")):
                 raise ExpansionError("", f"hole {{{hole.text}}} gives {value!r}, but {hole.callee}.{hole.arg} "
                                          f"is {target.type}")

@@ -147,8 +147,11 @@ def test_every_violation_is_reported_not_just_the_first(contract):
         "nav." + "x." * 50_000 + "dock()",
         "(" * 300 + "nav.dock()" + ")" * 300,
         "nav.dock(\x00)",
+        "walk('forward', " + "-" * 100_000 + "1)",
+        "pick(name=" + "(" * 300 + "'x'" + ")" * 300 + ")",
     ],
-    ids=["nested-brackets", "deep-unary", "long-attribute-chain", "nested-parens", "nul-byte"],
+    ids=["nested-brackets", "deep-unary", "long-attribute-chain", "nested-parens", "nul-byte", "compact-deep-unary",
+         "compact-nested-parens"],
 )
 def test_hostile_items_are_rejected_without_crashing_the_parser(contract, item):
     verdict = contract.validate(answer(item))

@@ -114,8 +114,8 @@ BAD_TASKS = {
     "example with the wrong keys": (
         lambda d: d["examples"][1].update(answer="x"), "examples[1]", "exactly the keys"),
     "example mixing the refusal with an action": (
-        lambda d: d["examples"][4].update(assistant='["robot.reject(reason=\'unsafe\')", "nav.dock()"]'),
-        "examples[4].assistant", "[exclusive] item 0"),
+        lambda d: d["examples"][3].update(assistant='["robot.reject(reason=\'unsafe\')", "nav.dock()"]'),
+        "examples[3].assistant", "[exclusive] item 0"),
     "chars with a quote": (
         lambda d: d["contract"]["api"]["arm.pick"]["args"]["name"].update(chars="a-z'"),
         "contract.api.arm.pick.args.name.chars", "not allowed in 'chars'"),
@@ -195,6 +195,9 @@ BAD_TASKS = {
     "division by zero for one combination": (
         lambda d: _expansion(d, "walk")["let"]["direction"]["left"].update(speed=0), "contract.expansions.walk.to[1]",
         "division by zero"),
+    "arithmetic that overflows": (
+        lambda d: _expansion(d, "turn")["to"].__setitem__(1, "robot.wait(seconds={degrees * 1e308 * 10})"),
+        "contract.expansions.turn.to[1]", "gives inf"),
     "text into a number": (
         lambda d: _expansion(d, "go").update(to=["robot.wait(seconds={place})"]), "contract.expansions.go.to[0]",
         "gives 'kitchen', but robot.wait.seconds is float"),

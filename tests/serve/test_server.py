@@ -12,6 +12,7 @@ import urllib.request
 import grpc
 import pytest
 
+from edgetune.task import load_task
 from serve.client import Client, build_request
 from serve.proto import pb, pb_grpc
 from tests.serve.conftest import TOKEN
@@ -79,7 +80,7 @@ def test_model_info(client):
     info = client.model_info()
     assert info.task == "robot_sdk" and info.source == "embedded" and info.has_contract_grammar
     assert info.contexts == 2 and info.queue == 2 and info.n_ctx == 2048
-    assert info.remote_model == "smol-remote" and info.few_shot_examples == 3
+    assert info.remote_model == "smol-remote" and info.few_shot_examples == len(load_task("robot_sdk").examples)
     assert info.sampling.max_tokens == 160
 
 
