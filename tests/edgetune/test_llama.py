@@ -270,3 +270,23 @@ def test_a_test_whose_load_dies_by_a_signal_fails_alone_and_names_it(pytester, e
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "addopts=", timeout=240)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["E   *LlamaCrash: llama.cpp cannot run*died with SIGILL*", "FAILED test_crash.py::test_crash*"])
+
+
+# ------------------------------------------------------------------------------------ the build itself (no AMX)
+AMX_INSTRUCTIONS = ("tilezero", "tdpbssd", "tdpbsud", "tdpbusd", "tdpbuud", "tdpbf16ps", "ldtilecfg", "sttilecfg",
+                    "tileloadd", "tileloaddt1", "tilestored", "tilerelease")
+
+
+def test_the_installed_llama_cpp_cpu_backend_holds_no_amx_tile_instructions():
+    """The Makefile's x86-64-v3 build compiles none of ggml's AMX kernels, so no AMX tile instruction can fault
+    (issue 14): proven on the library itself, on any x86 machine, AMX or not."""
+    objdump = shutil.which("objdump")
+    lib = Path(llama_cpp.__file__).parent / "lib" / "libggml-cpu.so"
+    if objdump is None or not lib.is_file():
+        pytest.skip(f"needs objdump (binutils) and {lib}")
+    listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(lib)], capture_output=True, text=True,
+                             check=True).stdout
+    assert "vfmadd" in listing  # the disassembly is of real x86 code (AVX2/FMA kernels), so absence means something
+    mnemonics = {line.split("\t")[-1].split(" ")[0] for line in listing.splitlines() if "\t" in line}
+    assert not mnemonics & set(AMX_INSTRUCTIONS), f"{lib} holds AMX tile code: rebuild it with `make setup`"
+    assert not edgetune.llama.build_has_amx()
