@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -290,3 +291,32 @@ def test_the_installed_llama_cpp_cpu_backend_holds_no_amx_tile_instructions():
     mnemonics = {line.split("\t")[-1].split(" ")[0] for line in listing.splitlines() if "\t" in line}
     assert not mnemonics & set(AMX_INSTRUCTIONS), f"{lib} holds AMX tile code: rebuild it with `make setup`"
     assert not edgetune.llama.build_has_amx()
+
+
+@pytest.mark.parametrize("recorded", [None, "llama-cpp-python==0.3.36 CMAKE_ARGS="])
+def test_setup_rebuilds_llama_cpp_portably_when_the_venv_records_no_or_another_build(tmp_path, recorded):
+    """A venv set up before this rule (no record) or with other flags gets llama.cpp rebuilt for x86-64-v3, from
+    source and past pip's wheel cache (which keys a local build by version alone); a matching record does not."""
+    import platform
+
+    root = Path(__file__).resolve().parents[2]
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    if recorded is not None:
+        (venv / ".llama-cpp-build").write_text(recorded)
+    (venv / ".edgetune-setup").touch()
+
+    def dry_run() -> str:
+        return subprocess.run(["make", "-n", "-C", str(root), f"VENV={venv}", str(venv / ".edgetune-setup")],
+                              capture_output=True, text=True, check=True).stdout
+
+    out = dry_run()
+    assert "--no-cache-dir --force-reinstall --no-deps" in out and "--no-binary llama-cpp-python" in out
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert "-DGGML_NATIVE=OFF" in out and "-DGGML_AVX2=ON" in out
+        assert all(f"-DGGML_{x}=OFF" in out for x in ("AVX512", "AMX_TILE", "AMX_INT8", "AMX_BF16"))
+    record = re.search(r"printf '%s' '([^']*)' > \S*\.llama-cpp-build", out).group(1)
+    (venv / ".llama-cpp-build").write_text(record)
+    (venv / ".edgetune-setup").touch()
+    assert "pip install" not in dry_run()
