@@ -296,7 +296,8 @@ def test_the_installed_llama_cpp_cpu_backend_holds_no_amx_tile_instructions():
 @pytest.mark.parametrize("recorded", [None, "llama-cpp-python==0.3.36 CMAKE_ARGS="])
 def test_setup_rebuilds_llama_cpp_portably_when_the_venv_records_no_or_another_build(tmp_path, recorded):
     """A venv set up before this rule (no record) or with other flags gets llama.cpp rebuilt for x86-64-v3, from
-    source and past pip's wheel cache (which keys a local build by version alone); a matching record does not."""
+    source and past pip's wheel cache (which keys a local build by version alone) into a wheel folder named by the
+    build; a matching record does not."""
     import platform
 
     root = Path(__file__).resolve().parents[2]
@@ -307,12 +308,14 @@ def test_setup_rebuilds_llama_cpp_portably_when_the_venv_records_no_or_another_b
         (venv / ".llama-cpp-build").write_text(recorded)
     (venv / ".edgetune-setup").touch()
 
-    def dry_run() -> str:
-        return subprocess.run(["make", "-n", "-C", str(root), f"VENV={venv}", str(venv / ".edgetune-setup")],
-                              capture_output=True, text=True, check=True).stdout
+    def dry_run(*args: str) -> str:
+        return subprocess.run(["make", "-n", "-C", str(root), f"VENV={venv}", f"LLAMA_WHEELS={tmp_path}/wheels",
+                               *args, str(venv / ".edgetune-setup")], capture_output=True, text=True,
+                              check=True).stdout
 
     out = dry_run()
-    assert "--no-cache-dir --force-reinstall --no-deps" in out and "--no-binary llama-cpp-python" in out
+    assert "pip wheel -q --no-cache-dir --no-deps" in out and "--no-binary llama-cpp-python" in out
+    assert f"pip install -q --force-reinstall --no-deps \"{tmp_path}/wheels\"/llama_cpp_python-" in out
     if platform.machine() in ("x86_64", "AMD64"):
         assert "-DGGML_NATIVE=OFF" in out and "-DGGML_AVX2=ON" in out
         assert all(f"-DGGML_{x}=OFF" in out for x in ("AVX512", "AMX_TILE", "AMX_INT8", "AMX_BF16"))
@@ -320,3 +323,7 @@ def test_setup_rebuilds_llama_cpp_portably_when_the_venv_records_no_or_another_b
     (venv / ".llama-cpp-build").write_text(record)
     (venv / ".edgetune-setup").touch()
     assert "pip install" not in dry_run()
+    folders = {re.search(r'"(\S+/wheels/[^"]+)"/llama_cpp_python', subprocess.run(
+        ["make", "-n", "-C", str(root), f"VENV={venv}", f"LLAMA_CMAKE_ARGS={flags}", str(venv / ".edgetune-setup")],
+        capture_output=True, text=True, check=True).stdout).group(1) for flags in ("-DGGML_NATIVE=ON", "-DA=1")}
+    assert len(folders) == 2  # each build its own wheel folder: one never stands in for another
