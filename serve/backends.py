@@ -204,6 +204,8 @@ class LocalBackend:
         """Load the vocabulary and every context (slow; the server runs it in a thread while NOT_SERVING)."""
         from llama_cpp import Llama, llama_chat_format, llama_cpp
 
+        from edgetune.llama import load_llama
+
         class CountingLlama(Llama):
             """Counts the tokens generate() hands out: the exact completion length, whatever ended decoding."""
 
@@ -215,10 +217,12 @@ class LocalBackend:
                     yield token
 
         s = self._settings
+        # load_llama probes the file in a child process first (once): a GGUF llama.cpp crashes on raises
+        # LlamaCrash here, so the server never reports SERVING, instead of dying on the first request
         contexts = [
-            CountingLlama(model_path=str(self.model_path), verbose=False, use_mmap=True, n_ctx=self.n_ctx,
-                  n_batch=s["n_batch"], n_threads=s["threads"], n_threads_batch=s["threads"],
-                  n_gpu_layers=s["n_gpu_layers"])
+            load_llama(self.model_path, cls=CountingLlama, verbose=False, use_mmap=True, n_ctx=self.n_ctx,
+                       n_batch=s["n_batch"], n_threads=s["threads"], n_threads_batch=s["threads"],
+                       n_gpu_layers=s["n_gpu_layers"])
             for _ in range(s["contexts"])
         ]
         first = contexts[0]

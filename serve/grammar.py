@@ -185,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import time
 
-    from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList
+    from llama_cpp import LlamaGrammar, LogitsProcessorList
 
     from edgetune.embedded import embedded_gguf
+    from edgetune.llama import load_llama
     from edgetune.task import load_task
 
     parser = argparse.ArgumentParser(prog="python -m serve.grammar", description=main.__doc__)
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     gbnf = task.contract.grammar()
     if gbnf is None:
         parser.error(f"task {task.name} has no grammar")
-    llm = Llama(args.model or str(embedded_gguf(fetch=False)), n_ctx=1024, n_threads=1, verbose=False)
+    llm = load_llama(args.model or embedded_gguf(fetch=False), n_ctx=1024, n_threads=1, verbose=False)
     commands = [example["user"] for example in task.examples] or [task.prompt]
     totals = {"llama.cpp grammar": [0.0, 0], "GrammarMask": [0.0, 0]}
     for command in commands:

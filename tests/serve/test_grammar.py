@@ -10,9 +10,9 @@ from serve.grammar import (GrammarError, GrammarMask, check_gbnf, closing_tokens
 
 @pytest.fixture(scope="module")
 def llm(embedded_gguf_path):
-    from llama_cpp import Llama
+    from edgetune.llama import load_llama
 
-    return Llama(str(embedded_gguf_path), n_ctx=512, n_threads=1, verbose=False)
+    return load_llama(embedded_gguf_path, n_ctx=512, n_threads=1, verbose=False)
 
 
 def _prompt(llm, robot_task, command):
