@@ -58,10 +58,12 @@ def llama_parses(llm, grammar: str) -> bool:
 
 
 def test_llama_cpp_answers_the_capital_of_france(llm):
+    # "What is the capital of France?" alone is a near-tie for this 135M Q4_1 model: on a Zen 3 EPYC (AVX2) it
+    # answers in French, on a Zen 4 (AVX-512) with "Paris"; asking for one word is not a near-tie on either
     out = llm.create_chat_completion(
         messages=[
             {"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "What is the capital of France?"},
+            {"role": "user", "content": "What is the capital city of France? Answer in one word."},
         ],
         temperature=0.0,
         max_tokens=24,
