@@ -155,7 +155,7 @@ def generation_prompt(task, n: int, shown: list[Example]) -> list[dict[str, str]
     """Messages asking for ``n`` new examples of ``task``, with earlier ones shown to avoid repeats."""
     rules = (f"Every assistant answer must satisfy this contract: a JSON list of call strings using only these "
              f"calls and argument values:\n{task.contract.describe()}\nBetween {task.contract.min_calls} and "
-             f"{task.contract.max_calls} calls." if task.contract.kind == "call_list"
+             f"{task.contract.max_calls // task.contract.longest_expansion()} list items (the grammar's bound)." if task.contract.kind == "call_list"
              else f"Every assistant answer is plain text of {task.contract.min_chars}-{task.contract.max_chars} "
                   "characters.")
     examples = "\n".join(json.dumps({"user": e["user"], "assistant": e["assistant"]}) for e in task.examples)
