@@ -80,7 +80,7 @@ class FinetuneConfig:
     threads: int = 0  #: torch CPU threads per process (0 = cores / processes)
     seed: int = 0  #: seeds data order, adapter init and the training subset
     train_examples: int = 0  #: train on this many examples of the train split (0 = all), a seeded sample
-    epochs: float = 1.5  #: passes over the training examples
+    epochs: float = 1.0  #: passes over the training examples
     max_steps: int = 0  #: stop after this many optimizer steps (0 = from epochs)
     batch_size: int = 4  #: examples per device per step (padding-free: concatenated into one row)
     grad_accum: int = 1  #: micro-batches per optimizer step

@@ -217,7 +217,8 @@ def test_make_data_writes_valid_leak_free_splits_fast(tmp_path, robot_task, caps
     assert time.perf_counter() - started < 60
     data = tmp_path / "r" / "data"
     splits = {name: read_split(data / f"{name}.jsonl") for name in SPLITS}
-    assert {n: len(v) for n, v in splits.items()} == {"train": 1000, "val": 100, "test": 200}
+    sizes = {"train": robot_task.data.train, "val": robot_task.data.val, "test": robot_task.data.test}
+    assert {n: len(v) for n, v in splits.items()} == sizes
     users = {}
     for name, records in splits.items():
         for rec in records:
@@ -230,9 +231,9 @@ def test_make_data_writes_valid_leak_free_splits_fast(tmp_path, robot_task, caps
         score, text_a, text_b = max_jaccard(users[a], users[b])
         assert score < 0.8, f"near-duplicate across {a}/{b}: {text_a!r} ~ {text_b!r} ({score:.2f})"
     report = json.loads((data / "data_report.json").read_text())
-    assert report["counts"] == {"train": 1000, "val": 100, "test": 200}
+    assert report["counts"] == sizes
     assert report["rejects"] == {} and report["answers"] == "compact"
-    assert report["requested"]["total"] == 1300 and report["received"] >= 1300
+    assert report["requested"]["total"] == sum(sizes.values()) and report["received"] >= sum(sizes.values())
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     stage = manifest["stages"]["data"]
     assert stage["task"] == "robot_sdk" and stage["counts"] == report["counts"] and set(stage["sha256"]) == set(SPLITS)
