@@ -16,6 +16,21 @@ PORT ?= 50051
 ARGS ?=
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.edgetune-setup
+# llama-cpp-python is compiled from source by setup. On x86-64 its CPU kernels target x86-64-v3 (AVX2, FMA, F16C,
+# BMI2; no AVX-512, no AMX) instead of -march=native: a native build on an Intel Xeon with AMX compiles ggml's AMX
+# kernels, and those die with SIGILL in VMs that advertise AMX (issue 14; the cost is in docs/README.export.md).
+# Other architectures keep llama.cpp's defaults. LLAMA_STAMP records the build in the venv; another version or
+# other flags rebuild it. The wheel is built past pip's cache (which keys a locally built wheel by version alone and
+# would hand back one built with other flags) into LLAMA_WHEELS, a folder named by the build, so a fresh clone
+# with the same build reuses it instead of compiling again.
+LLAMA_CPP_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml | head -n 1)
+X86_64_V3 := -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+  -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF \
+  -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_CPU_REPACK=ON
+LLAMA_CMAKE_ARGS ?= $(if $(filter x86_64 amd64,$(shell uname -m)),$(X86_64_V3))
+LLAMA_BUILD := llama-cpp-python==$(LLAMA_CPP_VERSION) CMAKE_ARGS=$(strip $(LLAMA_CMAKE_ARGS))
+LLAMA_STAMP := $(VENV)/.llama-cpp-build
+LLAMA_WHEELS ?= $(HOME)/.cache/edgetune/wheels/$(shell uname -m)-$(shell printf '%s' '$(LLAMA_BUILD)' | cksum | cut -d' ' -f1)
 PROTOC := PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=.
 PROTOS := $(wildcard proto/edgetune/v1/*.proto)
 BASE_FLAG := $(if $(BASE_MODEL),--base-model "$(BASE_MODEL)",)
@@ -30,11 +45,25 @@ setup: $(STAMP) ## create .venv, install edgetune + extras, fetch the default mo
 	@$(PY) -m edgetune fetch-model >/dev/null
 	@$(if $(PROTOS),$(PROTOC) $(PROTOS),true)
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+$(STAMP): pyproject.toml $(LLAMA_STAMP)
 	$(PY) -m pip install -q -e '.[train,export,serve,dev]'
 	@touch $@
+
+ifneq ($(file < $(LLAMA_STAMP)),$(LLAMA_BUILD))
+.PHONY: $(LLAMA_STAMP)
+endif
+$(LLAMA_STAMP):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@if ! ls "$(LLAMA_WHEELS)"/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
+	  mkdir -p "$(dir $(LLAMA_WHEELS))" && tmp=$$(mktemp -d "$(LLAMA_WHEELS).XXXXXX") && \
+	  echo "compiling llama-cpp-python==$(LLAMA_CPP_VERSION) (a few minutes, once per build) into $(LLAMA_WHEELS)" && \
+	  CMAKE_ARGS="$(strip $(LLAMA_CMAKE_ARGS))" $(PY) -m pip wheel -q --no-cache-dir --no-deps \
+	    --no-binary llama-cpp-python -w "$$tmp" "llama-cpp-python==$(LLAMA_CPP_VERSION)" && \
+	  { mv -T "$$tmp" "$(LLAMA_WHEELS)" 2>/dev/null || rm -rf "$$tmp"; }; \
+	fi
+	$(PY) -m pip install -q --force-reinstall --no-deps "$(LLAMA_WHEELS)"/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	@printf '%s' '$(LLAMA_BUILD)' > $@
 
 data: setup ## generate, validate, dedupe and split the dataset -> runs/$(RUN)/data
 	$(PY) -m train data --run $(RUN) --task $(TASK) --teacher $(TEACHER) $(ARGS)

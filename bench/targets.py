@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator
 
 from bench.loadgen import Delta
 from bench.workload import Workload
+from edgetune.llama import exit_reason
 
 
 class TargetUnavailable(RuntimeError):
@@ -61,7 +62,7 @@ class ServerProcess:
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise TargetUnavailable(f"{self.name} exited with {self.proc.returncode} while starting: "
+                raise TargetUnavailable(f"{self.name} {exit_reason(self.proc.returncode)} while starting: "
                                         f"{self.log_tail()} (full log: {self.log_path})")
             if self.ready():
                 return self
@@ -106,15 +107,19 @@ class InProcessTarget(contextlib.AbstractContextManager):
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def __enter__(self) -> "InProcessTarget":
+        from edgetune.llama import LlamaCrash
         from serve.backends import LocalBackend
         from serve.config import ServeConfig
 
-        # the server's engine and settings, one context, the bench's threads and n_ctx
+        # the server's engine and settings, one sequence, the bench's threads and n_ctx
         config = replace(ServeConfig(), contexts=1, queue=0, n_ctx=self.n_ctx, threads=self.n_threads)
         chats = [self.workload.messages("a"), self.workload.messages("b")]  # the server's shared prefix
         self.backend = LocalBackend.from_config(self.workload.model_path, config, self.workload.task.contract,
                                                 prefix_chats=chats)
-        self.backend.load()
+        try:
+            self.backend.load()
+        except LlamaCrash as exc:
+            raise TargetUnavailable(str(exc)) from exc
         # The backend is asyncio-native (as in the server): it runs on a private event loop thread.
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="bench-inprocess-loop", daemon=True).start()

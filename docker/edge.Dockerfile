@@ -31,7 +31,8 @@ ENV PATH=/usr/local/cuda/bin:${PATH} \
     CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES} -DGGML_NATIVE=OFF -DGGML_CPU_ARM_ARCH=${GGML_CPU_ARM_ARCH} -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined"
 
 FROM ${CPU_IMAGE} AS build-base-cpu
-# Portable x86-64 build (AVX2/FMA/F16C, no -march=native of the build machine).
+# Portable x86-64 build (AVX2/FMA/F16C, no -march=native of the build machine): no AVX-512, and no AMX kernels,
+# which die with SIGILL on some Xeon VMs (issue 14).
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF"
 
 FROM ${L4T_CUDA_RUNTIME_IMAGE} AS runtime-base-jetson

@@ -16,6 +16,12 @@ ARG CUDA_VERSION=12.8.1
 ARG UBUNTU_VERSION=24.04
 ARG CUDA_DEVEL_IMAGE=nvidia/cuda:${CUDA_VERSION}-devel-ubuntu${UBUNTU_VERSION}
 ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu${UBUNTU_VERSION}
+# Ampere, Ada, Hopper; llama.cpp verifies every exported quant on the GPU.
+ARG CUDA_ARCHITECTURES="80;86;89;90"
+# llama.cpp with CUDA. GGML_NATIVE=OFF: its CPU kernels are llama.cpp's portable x86-64 set (AVX2, FMA, F16C; no
+# AVX-512, no AMX, whose kernels die with SIGILL on some Xeon VMs: issue 14), not those of the machine that builds.
+# Both stages read it: the build compiles with it, and the runtime's `make` finds the venv built with it.
+ARG LLAMA_CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES} -DGGML_NATIVE=OFF -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined"
 
 FROM ${CUDA_DEVEL_IMAGE} AS build
 # A Python the Ubuntu release ships (3.12 on 24.04, 3.10 on 22.04).
@@ -25,8 +31,7 @@ ARG TORCH_VERSION=2.13.0
 # The torch CUDA variant; it must exist for TORCH_VERSION and not be newer than CUDA_VERSION's driver.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 ARG LLAMA_CPP_PYTHON_VERSION=0.3.36
-# Ampere, Ada, Hopper; llama.cpp verifies every exported quant on the GPU.
-ARG CUDA_ARCHITECTURES="80;86;89;90"
+ARG LLAMA_CMAKE_ARGS
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
@@ -41,10 +46,12 @@ ENV PATH=/opt/venv/bin:${PATH}
 # The two heavy, pinned pieces first, each its own cached layer: torch (CUDA wheel) and llama-cpp-python (compiled
 # with CUDA; the devel image links against the driver stub, the real driver comes with `--gpus` at run time).
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
-# Kept apart from torch's RUN on purpose: a llama-cpp-python bump must not re-download torch.
+# Kept apart from torch's RUN on purpose: a llama-cpp-python bump must not re-download torch. The venv records the
+# build as the Makefile's setup does (its LLAMA_STAMP), so that `make` in the runtime stage does not rebuild it.
 # hadolint ignore=DL3059
-RUN CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES} -DGGML_NATIVE=OFF -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined" \
-    pip install --no-binary=llama-cpp-python "llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION}"
+RUN CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" \
+    pip install --no-binary=llama-cpp-python "llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION}" \
+    && printf '%s' "llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION} CMAKE_ARGS=${LLAMA_CMAKE_ARGS}" > /opt/venv/.llama-cpp-build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY edgetune/ edgetune/
@@ -62,6 +69,7 @@ FROM ${CUDA_RUNTIME_IMAGE} AS runtime
 ARG PYTHON_VERSION=3.12
 # The uid that owns runs/ on the host (bind mounts keep host ownership); Ubuntu 24.04's stock user 1000 makes way.
 ARG APP_UID=1000
+ARG LLAMA_CMAKE_ARGS
 ENV DEBIAN_FRONTEND=noninteractive
 # The interpreter the venv links to, make for `make train export`, OpenMP for llama.cpp. Nothing to compile with.
 RUN apt-get update \
@@ -75,11 +83,13 @@ WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=edgetune:edgetune /models /app/models
 # The Makefile drives the stages. VENV points it at the image's venv; the stamp tells it that venv is set up
-# (it is newer than pyproject.toml), so `make` never pip-installs at run time.
+# (it is newer than pyproject.toml), and LLAMA_CMAKE_ARGS that its llama.cpp is the one the venv records, so
+# `make` never pip-installs or compiles at run time.
 COPY Makefile pyproject.toml ./
 RUN touch /opt/venv/.edgetune-setup
 ENV PATH=/opt/venv/bin:${PATH} \
     VENV=/opt/venv \
+    LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" \
     PYTHONUNBUFFERED=1 \
     EDGETUNE_RUNS=/app/runs \
     EDGETUNE_MODELS=/app/models \

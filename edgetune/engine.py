@@ -630,10 +630,11 @@ class Engine:
 
 
 def _load_model(path: Path, **kwargs: Any) -> Any:
-    """The GGUF as a ``llama_cpp.Llama`` (model, vocabulary, metadata)."""
-    import llama_cpp
+    """The GGUF as a ``llama_cpp.Llama`` (model, vocabulary, metadata) through edgetune.llama's loader: a file
+    llama.cpp dies on is probed in a child process first and raises LlamaCrash instead of killing this one."""
+    from edgetune.llama import load_llama
 
-    return llama_cpp.Llama(model_path=str(path), **kwargs)
+    return load_llama(path, **kwargs)
 
 
 _CHATML = (

@@ -40,6 +40,10 @@ class TokenizerMismatch(ExportError):
     """The GGUF's tokenizer is not the one the model was trained with."""
 
 
+class NativeCrash(ExportError):
+    """llama.cpp died by a signal on a GGUF (in edgetune.llama's child process), so this step cannot verify it."""
+
+
 def read_gguf(path: Path) -> Any:
     """A ``gguf.GGUFReader`` of ``path``, or an ExportError saying the file is not a valid GGUF."""
     from gguf import GGUFReader
@@ -51,13 +55,19 @@ def read_gguf(path: Path) -> Any:
                           "corrupt. Delete it and export again") from exc
 
 
-def load_llama(path: Path, **kwargs: Any) -> "llama_cpp.Llama":
-    """A quiet ``llama_cpp.Llama`` for ``path``, with a clear error for a file llama.cpp cannot load."""
-    import llama_cpp
+def load_llama(path: Path, step: str = "load", **kwargs: Any) -> "llama_cpp.Llama":
+    """A quiet ``llama_cpp.Llama`` for ``path`` through edgetune.llama (a native crash is probed in a child
+    process first), with a clear error naming ``step`` for a file llama.cpp cannot load or run."""
+    from edgetune.llama import LlamaCrash, construct, safe_settings
 
+    kwargs = {"verbose": False, **kwargs}
+    try:
+        extra = safe_settings(path, kwargs)  # outside the redirect below: its warnings must stay visible
+    except LlamaCrash as exc:
+        raise NativeCrash(f"{step}: {exc}") from exc
     try:
         with native_output_to(os.devnull):  # context-size notices llama.cpp prints even when not verbose
-            return llama_cpp.Llama(str(path), verbose=False, **kwargs)
+            return construct(path, **kwargs, **extra)
     except ValueError as exc:
         read_gguf(path)  # the clearer error when the file itself is broken
         raise ExportError(f"{path}: llama.cpp cannot load it ({exc}); the file is corrupt or of an architecture "
@@ -145,7 +155,7 @@ def check_tokenizer(gguf_path: Path, tokenizer: Any, texts: Sequence[str] = (),
     import llama_cpp
 
     problems: list[str] = []
-    with contextlib.closing(load_llama(gguf_path, vocab_only=True)) as llm:
+    with contextlib.closing(load_llama(gguf_path, "tokenizer check", vocab_only=True)) as llm:
         metadata, vocab = llm.metadata, llm._model.vocab
         template = metadata.get("tokenizer.chat_template")
         if template != tokenizer.chat_template:
@@ -194,7 +204,8 @@ def greedy_agreement(model: Any, tokenizer: Any, gguf_path: Path, chats: Sequenc
 
     stops = stop_token_ids(tokenizer)
     results = []
-    llm = load_llama(gguf_path, n_ctx=n_ctx, n_threads=threads or os.cpu_count())
+    llm = load_llama(gguf_path, "F16: greedy agreement with the merged model", n_ctx=n_ctx,
+                     n_threads=threads or os.cpu_count())
     vocab = llm._model.vocab
     for messages in tqdm(chats, desc="verify: greedy HF vs F16", unit="prompt", leave=False):
         prompt = tokenizer.encode(chat_text(tokenizer, messages), add_special_tokens=False)
@@ -298,11 +309,14 @@ def evaluate_quant(gguf_path: Path, quant: str, task: TaskSpec, examples: Sequen
     (token by token, before the close reserve, see _grammar_accepts); otherwise it is the same answer. That halves
     the cost for a model that mostly answers validly, and changes no result."""
     from edgetune.engine import Engine, Request
+    from edgetune.llama import LlamaCrash
 
     engine = Engine(gguf_path, sequences=sequences, n_ctx=n_ctx, threads=threads, contract=task.contract)
     try:
         with native_output_to(os.devnull):  # context-size notices llama.cpp prints even when not verbose
             engine.load([task.messages("a"), task.messages("b")])
+    except LlamaCrash as exc:
+        raise NativeCrash(f"{quant}: task score: {exc}") from exc
     except ValueError as exc:
         read_gguf(gguf_path)  # the clearer error when the file itself is broken
         raise ExportError(f"{gguf_path}: llama.cpp cannot load it ({exc}); the file is corrupt or of an "

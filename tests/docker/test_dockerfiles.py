@@ -76,7 +76,8 @@ def test_every_arg_has_a_default(dockerfile: Dockerfile):
     args = [(i.line, *parse_arg(i.args)) for i in dockerfile.instructions if i.keyword == "ARG"]
     args += [(0, name, default) for name, default in dockerfile.global_args.items()]
     assert args
-    missing = [f"line {line}: ARG {name}" for line, name, default in args if not default]
+    missing = [f"line {line}: ARG {name}" for line, name, default in args
+               if not default and not dockerfile.global_args.get(name)]  # a stage may take the global default
     assert not missing, f"{dockerfile.path.name}: ARGs without a default: {missing}"
 
 
@@ -193,7 +194,9 @@ def test_dockerignore_keeps_heavy_and_secret_paths_out():
 
 def test_train_image_runs_make_without_setting_up_again(tmp_path: Path):
     """The train runtime stage copies the Makefile and pyproject.toml, points VENV at its venv and touches the
-    setup stamp: `make train export` must then run the stages and neither pip-install nor create a venv."""
+    setup stamp, and the build stage records its llama.cpp build as the Makefile does: `make train export` must
+    then run the stages and neither pip-install, compile llama.cpp nor create a venv."""
+    dockerfile = parse(ROOT / "docker" / "train.Dockerfile")
     runtime = parse(ROOT / "docker" / "train.Dockerfile").stage("runtime")
     for inst in runtime.all("COPY"):
         for source in copy_sources(inst):
@@ -202,13 +205,23 @@ def test_train_image_runs_make_without_setting_up_again(tmp_path: Path):
     venv = re.search(r"\bVENV=(\S+)", env_lines).group(1)
     stamp = [i.args for i in runtime.all("RUN") if "touch" in i.args]
     assert stamp == [f"touch {venv}/.edgetune-setup"]
+    assert re.search(r'\bLLAMA_CMAKE_ARGS="\$\{LLAMA_CMAKE_ARGS\}"', env_lines)
     fake_venv = tmp_path / "venv"
     (fake_venv / "bin").mkdir(parents=True)
+    # the build stage's record of its llama.cpp build, run as written with the ARG defaults and the fake venv
+    build = dockerfile.stage("build")
+    args = {k: dockerfile.expand(v) for k, v in dockerfile.global_args.items() if v}
+    args.update((k, v) for k, v in map(parse_arg, (i.args for i in build.all("ARG"))) if v)
+    install = next(i.args for i in build.all("RUN") if "llama-cpp-python==" in i.args)
+    record = install[install.index("printf"):].replace(venv, str(fake_venv))
+    subprocess.run(["bash", "-c", record], env={"PATH": "/usr/bin:/bin", **args}, check=True)
     (fake_venv / ".edgetune-setup").touch()
+    llama_args = dockerfile.expand("${LLAMA_CMAKE_ARGS}")
     done = subprocess.run(["make", "-n", "train", "export", "RUN=r1"], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "VENV": str(fake_venv)})
+                          env={"PATH": "/usr/bin:/bin", "VENV": str(fake_venv), "LLAMA_CMAKE_ARGS": llama_args})
     assert done.returncode == 0, done.stderr
     assert "pip install" not in done.stdout and "-m venv" not in done.stdout, done.stdout
+    assert "llama-cpp-python==" in (fake_venv / ".llama-cpp-build").read_text()
     for stage in ("-m train data --run r1", "-m train finetune --run r1", "-m export --run r1"):
         assert f"{fake_venv}/bin/python {stage}" in done.stdout, done.stdout
     assert "grpc_tools" not in done.stdout  # no proto/ in the image: `make` skips the stubs

@@ -115,3 +115,25 @@ def test_example_config_is_the_defaults():
 
     example = Path(bundle.__file__).parent / "configs" / "default.yaml"
     assert load(ExportConfig, example, ["run=r"]) == ExportConfig(run="r")
+
+
+def test_a_quant_llama_cpp_dies_on_fails_naming_quant_step_and_signal_and_leaves_no_staging(make_run, monkeypatch):
+    """The probe's child dies by SIGILL on the Q8_0 file only (as ggml's AMX kernels do on some Xeon VMs): the
+    export stops with an error naming the quant, the step and the signal, and removes its staging folder."""
+    import sys
+
+    import edgetune.llama
+
+    kill = "import os, resource, signal; resource.setrlimit(resource.RLIMIT_CORE, (0, 0)); os.kill(os.getpid(), 4)"
+    real = edgetune.llama.probe_command
+    monkeypatch.setattr(edgetune.llama, "_verdicts", {})
+    monkeypatch.setattr(edgetune.llama, "probe_command", lambda path, kwargs: [sys.executable, "-c", kill]
+                        if str(path).endswith("-Q8_0.gguf") else real(path, kwargs))
+    run = make_run()
+    stale = run.root / ".export-999999999-left-by-a-crash"  # a staging folder of a process that died outright
+    (stale / "bundle").mkdir(parents=True)
+    with pytest.raises(ExportError, match=r"^Q8_0: task score: llama\.cpp cannot run \S+-Q8_0\.gguf on this machine: "
+                                          r"in a child process it died with SIGILL"):
+        bundle.run(_config(run, quants=["F16", "Q8_0"]))
+    assert not run.bundle.exists()
+    assert not [p for p in run.root.iterdir() if p.name.startswith(".") and p.name != ".manifest.lock"]

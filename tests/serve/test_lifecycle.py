@@ -47,6 +47,44 @@ def test_health_is_not_serving_while_the_model_loads(tmp_path, monkeypatch):
     asyncio.run(scenario())
 
 
+def test_a_model_llama_cpp_dies_on_never_reports_serving_and_the_log_says_why(tmp_path, monkeypatch, caplog):
+    """The probe's child dies by SIGILL (as ggml's AMX kernels do on some Xeon VMs): health stays NOT_SERVING,
+    the load fails with the signal named, and `python -m serve` logs why and exits 1 instead of crashing later."""
+    import sys
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    import edgetune.llama
+    from serve.config import ServeConfig
+    from serve.server import EdgeServer, run
+
+    kill = "import os, resource, signal; resource.setrlimit(resource.RLIMIT_CORE, (0, 0)); os.kill(os.getpid(), 4)"
+    monkeypatch.setattr(edgetune.llama, "_verdicts", {})
+    monkeypatch.setattr(edgetune.llama, "probe_command", lambda path, kwargs: [sys.executable, "-c", kill])
+    monkeypatch.setattr("edgetune.rundir.RUNS_DIR", tmp_path)
+    config = ServeConfig(port=0, contexts=1, threads=1)
+
+    async def scenario():
+        server = EdgeServer(config)
+        port = await server.start()
+        try:
+            with pytest.raises(edgetune.llama.LlamaCrash, match="died with SIGILL"):
+                await server.load()
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                check = health_pb2.HealthCheckRequest(service="")
+                status = (await health_pb2_grpc.HealthStub(channel).Check(check)).status
+                assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        finally:
+            await server.stop(0)
+
+    asyncio.run(scenario())
+    with caplog.at_level("INFO", logger="serve"):
+        assert asyncio.run(run(config)) == 1
+    failed = [r for r in caplog.records if r.getMessage() == "loading the model failed"]
+    assert failed and "died with SIGILL" in str(failed[0].exc_info[1])
+    assert not [r for r in caplog.records if r.getMessage() == "serving"]
+
+
 def _pki(tmp_path):
     """A CA, a server certificate for 127.0.0.1 and a client certificate, made with the openssl CLI."""
     def run(*args):
