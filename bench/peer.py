@@ -22,13 +22,14 @@ import sys
 import tarfile
 from pathlib import Path
 
-#: CMake flags of the build; on x86-64 the Makefile's portable set (AVX2/FMA/F16C, no AVX-512, no AMX).
+#: CMake flags of the build; on x86-64 the Makefile's X86_64_V3 set (AVX2/FMA/F16C, no AVX-512, no AMX).
 BASE_FLAGS = ["-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_BUILD_SERVER=ON",
               "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
               "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_OPENSSL=OFF", "-DGGML_NATIVE=OFF"]
 X86_FLAGS = ["-DGGML_SSE42=ON", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON",
-             "-DGGML_BMI2=ON", "-DGGML_AVX_VNNI=OFF", "-DGGML_AVX512=OFF", "-DGGML_AMX_TILE=OFF",
-             "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
+             "-DGGML_BMI2=ON", "-DGGML_AVX_VNNI=OFF", "-DGGML_AVX512=OFF", "-DGGML_AVX512_VBMI=OFF",
+             "-DGGML_AVX512_VNNI=OFF", "-DGGML_AVX512_BF16=OFF", "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF",
+             "-DGGML_AMX_BF16=OFF", "-DGGML_CPU_REPACK=ON"]
 
 
 class PeerError(RuntimeError):
