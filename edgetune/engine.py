@@ -284,12 +284,10 @@ class _Text:
         self._send(len(self.text) - keep)
         return False
 
-    def _send(self, upto: int) -> bool:
+    def _send(self, upto: int) -> None:
         if upto > self.sent:
             self.emit(self.text[self.sent:upto])
             self.sent = upto
-            return True
-        return False
 
 
 class _Sequence:
@@ -415,9 +413,6 @@ class Engine:
     def tokenize_text(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return b"".join(self._token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
-
     def check_grammar(self, gbnf: str) -> None:
         """Raise GrammarError unless llama.cpp compiles ``gbnf``."""
         import llama_cpp
@@ -425,6 +420,7 @@ class Engine:
         llama_cpp.llama_sampler_free(init_grammar(self.vocab, gbnf))
 
     def _token_bytes(self, token: int) -> bytes:
+        """A token's bytes (engine thread, or load before it starts: one shared buffer)."""
         import llama_cpp
 
         n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece, len(self._piece), 0, False)
@@ -543,8 +539,11 @@ class Engine:
 
         llama_cpp.llama_memory_seq_rm(self.memory, seq.id, -1, -1)
         del self._active[seq.id]
-        seq.text.add(b"", final=True)
-        o = seq.outcome
+        o, sent = seq.outcome, seq.text.sent
+        seq.text.add(b"", final=True)  # text held back as a possible stop string's start
+        if seq.text.sent > sent:
+            o.last = time.monotonic()
+            o.first = o.first or o.last
         o.text, o.finish, o.error = seq.text.text, finish, error
         o.forced_close, o.full_scans = seq.sampler.forced_close, seq.sampler.full_scans
         seq.sampler.free()
