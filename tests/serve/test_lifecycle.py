@@ -154,7 +154,7 @@ def test_four_sequences_cost_only_their_kv_cache(tmp_path, embedded_gguf_path):
                     requests = [build_request(f"go to room {i}", max_tokens=24) for i in range(contexts)]
                     return await asyncio.gather(*(stub.Generate(r, timeout=300) for r in requests))
 
-            assert all(r.completion.verdict.valid for r in asyncio.run(load()))
+            assert all(r.completion.usage.completion_tokens > 0 for r in asyncio.run(load()))
             return edge.rss_bytes()
         finally:
             edge.stop()
