@@ -103,7 +103,7 @@ def test_export_scores_a_quant_with_the_answers_the_server_gives(tmp_path, embed
     examples = [(task.messages(c), r) for c, r in zip(commands, references)]
     result = evaluate_quant(embedded_gguf_path, "Q4_1", task, examples, max_tokens=48, n_ctx=1024, threads=2)
     edge = start_edge(tmp_path, "--model", str(embedded_gguf_path), "--contexts", "4", "--n-ctx", "1024",
-                      "--threads", "2", metrics=False)
+                      "--threads", "2", "--max-tokens-limit", "512", metrics=False)
     try:
         with Client(edge.target, timeout=120) as client:
             free = [client.generate(c, constraint="none", max_tokens=48).text for c in commands]
