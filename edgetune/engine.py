@@ -165,24 +165,26 @@ class _Sampler:
         self.engine = engine
         self.chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         self.grammar = None
-        add = lambda s: llama_cpp.llama_sampler_chain_add(self.chain, s)  # noqa: E731 - the chain owns it
+        steps = []
         if request.repeat_penalty != 1.0:
-            add(llama_cpp.llama_sampler_init_penalties(engine.n_vocab, PENALTY_LAST_N, request.repeat_penalty,
-                                                       0.0, 0.0))
+            steps.append(llama_cpp.llama_sampler_init_penalties(engine.n_vocab, PENALTY_LAST_N,
+                                                                request.repeat_penalty, 0.0, 0.0))
         if request.temperature <= 0:
-            add(llama_cpp.llama_sampler_init_greedy())
+            steps.append(llama_cpp.llama_sampler_init_greedy())
         else:
-            if request.top_k > 0:
-                add(llama_cpp.llama_sampler_init_top_k(request.top_k))
-            add(llama_cpp.llama_sampler_init_top_p(request.top_p, 1))
-            add(llama_cpp.llama_sampler_init_temp(request.temperature))
             seed = request.seed if request.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
-            add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+            steps += [*([llama_cpp.llama_sampler_init_top_k(request.top_k)] if request.top_k > 0 else []),
+                      llama_cpp.llama_sampler_init_top_p(request.top_p, 1),
+                      llama_cpp.llama_sampler_init_temp(request.temperature),
+                      llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF)]
+        for step in steps:  # the chain owns (and frees) them
+            llama_cpp.llama_sampler_chain_add(self.chain, step)
         for token in request.prompt[-PENALTY_LAST_N:]:  # the penalty sees the prompt too, as in llama-server
             llama_cpp.llama_sampler_accept(self.chain, token)
         if request.grammar:
             self.grammar = init_grammar(engine.vocab, request.grammar)
-        # the likely candidates are exact for greedy decoding and for top-k within them (as llama.cpp's sampler)
+        # checking the likely candidates first is exact for greedy decoding; with sampling it is used when top-k
+        # keeps no more than them (llama.cpp's sampler makes the same trade); otherwise the whole vocabulary
         exact = request.temperature <= 0 or 0 < request.top_k <= engine.grammar_candidates
         self.candidates = engine.grammar_candidates if exact else 0
         self.close_after = (request.max_tokens - engine.close_reserve

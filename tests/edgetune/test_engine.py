@@ -117,6 +117,22 @@ def test_a_cancelled_sequence_leaves_the_others_unchanged(engine, robot_task):
     assert [o.text for o in outcomes[1:]] == alone
 
 
+def test_sampling_runs_in_the_chain_seeded_and_constrained(engine, robot_task):
+    """Temperature, top-k, top-p and a seed: the same seed gives the same answer, every answer passes the grammar,
+    and different seeds do not all agree."""
+    grammar = robot_task.contract.grammar()
+    prompt = engine.tokenize_chat(_chat(robot_task, "walk to the garden then sit down"))
+
+    def sampled(seed):
+        return Request(prompt=prompt, max_tokens=48, temperature=1.2, top_k=40, top_p=0.95, repeat_penalty=1.1,
+                       seed=seed, grammar=grammar)
+
+    outs = engine.run([sampled(1), sampled(1), sampled(2), sampled(3)])
+    assert outs[0].text == outs[1].text
+    assert len({o.text for o in outs}) > 1
+    assert all(robot_task.contract.validate(o.text).valid for o in outs), [o.text for o in outs]
+
+
 def test_stop_strings_end_the_answer_before_them(engine, robot_task):
     prompt = engine.tokenize_chat(_chat(robot_task, "sing"))
     streamed = []
