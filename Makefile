@@ -30,7 +30,8 @@ X86_64_V3 := -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGG
 LLAMA_CMAKE_ARGS ?= $(if $(filter x86_64 amd64,$(shell uname -m)),$(X86_64_V3))
 LLAMA_BUILD := llama-cpp-python==$(LLAMA_CPP_VERSION) CMAKE_ARGS=$(strip $(LLAMA_CMAKE_ARGS))
 LLAMA_STAMP := $(VENV)/.llama-cpp-build
-LLAMA_WHEELS ?= $(HOME)/.cache/edgetune/wheels/$(shell uname -m)-$(shell printf '%s' '$(LLAMA_BUILD)' | cksum | cut -d' ' -f1)
+LLAMA_BUILD_ID := $(shell uname -m)-$(shell printf '%s' '$(LLAMA_BUILD)' | cksum | cut -d' ' -f1)
+LLAMA_WHEELS ?= $(HOME)/.cache/edgetune/wheels/$(LLAMA_BUILD_ID)
 PROTOC := PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=.
 PROTOS := $(wildcard proto/edgetune/v1/*.proto)
 BASE_FLAG := $(if $(BASE_MODEL),--base-model "$(BASE_MODEL)",)

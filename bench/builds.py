@@ -8,7 +8,8 @@ load without extra buffer types; this measures what each costs. Every measuremen
 that build's Python (one thread, so that a busy shared machine disturbs it least), and the rounds alternate the
 builds, so slow drift of the machine's load falls on all of them alike. Prompt tokens/s: one batch of
 ``--prompt-tokens`` tokens; decode tokens/s: ``--decode-tokens`` single-token steps after it. The median over the
-rounds is reported, with the CPU (``lscpu``) and each build's llama.cpp feature list.
+rounds is reported with its range, per wall-clock second and per CPU-second of the process (the latter barely
+moves when other work shares the cores), with the CPU (``lscpu``) and each build's llama.cpp feature list.
 
 Run as a file (not ``-m bench.builds``): the child processes run this file with another venv's Python, which has
 llama_cpp but not necessarily bench's dependencies; this checkout's edgetune goes on their PYTHONPATH.
@@ -41,14 +42,15 @@ def measure(model: str, prompt_tokens: int, decode_tokens: int, threads: int, ex
     assert len(tokens) == prompt_tokens, f"the prompt text has only {len(tokens)} tokens"
     llm.eval(tokens[:8])  # warm-up: first-touch page faults and thread start-up are not the build's speed
     llm.reset()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     llm.eval(tokens)
-    prompt_s = time.perf_counter() - started
-    started = time.perf_counter()
+    prompt_s, prompt_cpu_s = time.perf_counter() - started, time.process_time() - cpu
+    started, cpu = time.perf_counter(), time.process_time()
     for token in tokens[:decode_tokens]:  # the same compute whatever the token: no sampling in the timing
         llm.eval([token])
-    decode_s = time.perf_counter() - started
+    decode_s, decode_cpu_s = time.perf_counter() - started, time.process_time() - cpu
     result = {"prompt_tok_s": prompt_tokens / prompt_s, "decode_tok_s": decode_tokens / decode_s,
+              "prompt_tok_cpu_s": prompt_tokens / prompt_cpu_s, "decode_tok_cpu_s": decode_tokens / decode_cpu_s,
               "use_extra_bufts": llm.model_params.use_extra_bufts,
               "system_info": llama_cpp.llama_print_system_info().decode().strip(" |")}
     llm.close()
@@ -73,6 +75,11 @@ def _child(python: str, args: argparse.Namespace, extra_bufts: bool | None) -> d
     if done.returncode:
         raise SystemExit(f"{python} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _spread(values: list[float]) -> str:
+    """'median (min-max)': on a shared machine the range says how much of a difference is noise."""
+    return f"{statistics.median(values):.1f} ({min(values):.0f}-{max(values):.0f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,13 +111,16 @@ def main(argv: list[str] | None = None) -> int:
             runs[name, mode].append(_child(builds[name], args, mode))
     print(f"{args.model.name}, {cpu_name()}, {args.threads} thread(s), median of {args.rounds} alternating rounds "
           f"(prompt: {args.prompt_tokens} tokens in one batch; decode: {args.decode_tokens} single tokens)\n")
-    print("| build | extra buffer types | prompt tok/s | decode tok/s | llama.cpp CPU features |")
-    print("| --- | --- | ---: | ---: | --- |")
+    print("| build | extra buffer types | prompt tok/s | decode tok/s | prompt tok/CPU-s | decode tok/CPU-s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
     for (name, mode), results in runs.items():
-        prompt = statistics.median(r["prompt_tok_s"] for r in results)
-        decode = statistics.median(r["decode_tok_s"] for r in results)
-        features = results[0]["system_info"].removeprefix("CPU : ").replace(" = 1", "").replace(" | ", ", ")
-        print(f"| {name} | {'off' if mode is False else 'on (default)'} | {prompt:.1f} | {decode:.1f} | {features} |")
+        cells = [_spread([r[key] for r in results]) for key in ("prompt_tok_s", "decode_tok_s", "prompt_tok_cpu_s",
+                                                                  "decode_tok_cpu_s")]
+        print(f"| {name} | {'off' if mode is False else 'on (default)'} | {' | '.join(cells)} |")
+    print()
+    for name in builds:
+        features = runs[name, modes[0]][0]["system_info"].removeprefix("CPU : ").replace(" = 1", "")
+        print(f"- {name}: {builds[name]}, llama.cpp CPU features: {features.replace(' | ', ', ')}")
     if args.json:
         args.json.write_text(json.dumps({"model": str(args.model), "cpu": cpu_name(), "threads": args.threads,
                                          "runs": [{"build": n, "extra_bufts": m, "results": r}

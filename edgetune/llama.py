@@ -102,7 +102,8 @@ def safe_settings(path: Path | str, kwargs: dict[str, Any]) -> dict[str, Any]:
         if death is None:
             if deaths:
                 log.warning("llama.cpp %s with %s; it works without extra buffer types (no AMX, no CPU repack), "
-                            "which is how it is loaded now, slower. To run at full speed, %s", deaths[0], path, FIX)
+                            "which is how it is loaded now (slower where CPU repack helps). To run at full speed, "
+                            "%s", deaths[0], path, FIX)
             with _verdicts_lock:
                 _verdicts[key] = extra
             return extra
@@ -118,14 +119,15 @@ def construct(path: Path | str, *, cls: type | None = None, use_extra_bufts: boo
     """``cls(model_path=path, **kwargs)`` without a probe; ``use_extra_bufts`` set in llama.cpp's model params.
 
     ``Llama.__init__`` builds its model params from ``llama_model_default_params()`` and loads at once, with no
-    argument for this field: for the length of the constructor that function returns params with the field set."""
+    argument for this field: for the length of the constructor that function returns params with the field set.
+    Loads through here take turns, so no other load sees that function meanwhile."""
     import llama_cpp
 
     cls = cls or llama_cpp.Llama
-    if use_extra_bufts is None:
-        return cls(model_path=str(path), **kwargs)
     module = llama_cpp.llama_cpp
     with _params_lock:
+        if use_extra_bufts is None:
+            return cls(model_path=str(path), **kwargs)
         default = module.llama_model_default_params
 
         def params() -> Any:

@@ -270,7 +270,8 @@ def test_a_test_whose_load_dies_by_a_signal_fails_alone_and_names_it(pytester, e
     monkeypatch.setenv("PYTHONPATH", str(Path(edgetune.llama.__file__).resolve().parents[1]))  # this checkout's
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "addopts=", timeout=240)
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["E   *LlamaCrash: llama.cpp cannot run*died with SIGILL*", "FAILED test_crash.py::test_crash*"])
+    result.stdout.fnmatch_lines(["E   *LlamaCrash: llama.cpp cannot run*died with SIGILL*",
+                                 "FAILED test_crash.py::test_crash*"])
 
 
 # ------------------------------------------------------------------------------------ the build itself (no AMX)
