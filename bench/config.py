@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-BASELINES = ("inprocess", "llama_cpp_server", "remote")
+BASELINES = ("inprocess", "llama_cpp_server", "llama_server", "remote")
 
 
 @dataclass
@@ -16,7 +16,8 @@ class BenchConfig:
     requests: int = 24  #: requests per concurrency level (at least the concurrency itself); 24 keeps make bench ~3 min
     rate: float = 0.0  #: request arrivals per second (Poisson); 0 = closed loop, each worker sends back to back
     warmup: int = 2  #: unmeasured requests per target before the sweep (load pages, fill caches)
-    max_tokens: int = 64  #: output cap per request (0 = the bundle's sampling.max_tokens); keeps make bench short
+    max_tokens: int = 64  #: output cap per latency request (0 = the bundle's sampling.max_tokens); keeps make bench short
+    quality_prompts: int = 24  #: prompts answered whole (the bundle's max_tokens) per target for the quality table
     target: str = ""  #: host:port of an already-running edgetune server; empty = start one on a free port
     token: str = ""  #: bearer token for --target servers that require one
     model: str = ""  #: GGUF to bench; empty = the bundle's chosen quant, or the embedded model without a bundle
@@ -40,6 +41,8 @@ class BenchConfig:
             yield "rate", f"must be >= 0 requests/s (0 = closed loop), got {self.rate}"
         if self.warmup < 0:
             yield "warmup", f"must be >= 0, got {self.warmup}"
+        if self.quality_prompts < 0:
+            yield "quality_prompts", f"must be >= 0 (0 = no quality table), got {self.quality_prompts}"
         if self.max_tokens < 0:
             yield "max_tokens", f"must be >= 0 (0 = the bundle's), got {self.max_tokens}"
         if self.target and (":" not in self.target or not self.target.rsplit(":", 1)[1].isdigit()):

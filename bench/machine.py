@@ -85,6 +85,18 @@ def gpus() -> list[str]:
     return [line.strip() for line in out.splitlines()] if out and not out.startswith(("exit", "failed")) else []
 
 
+def offload() -> dict[str, Any]:
+    """Whether this llama.cpp build offloads to a GPU and where, as the engine's n_gpu_layers auto resolves it (the
+    layer count actually offloaded is the server's, in the edgetune target's server_info: gpu_layers)."""
+    import llama_cpp
+
+    from edgetune.engine import backend_name, resolve_gpu_layers
+
+    layers = resolve_gpu_layers(-1)
+    return {"supported": bool(llama_cpp.llama_supports_gpu_offload()), "auto_gpu_layers": "all" if layers else 0,
+            "device": backend_name(layers)}
+
+
 def capture_environment() -> dict[str, Any]:
     """Everything that decides the numbers besides the model: hardware, load, power mode, versions."""
     import llama_cpp
@@ -103,6 +115,7 @@ def capture_environment() -> dict[str, Any]:
         "jetson": jetson(),
         "load_average": list(os.getloadavg()),
         "llama_cpp_system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip(),
+        "llama_cpp_offload": offload(),
         "versions": package_versions(),
     }
 

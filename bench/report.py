@@ -10,8 +10,9 @@ from edgetune.rundir import atomic_path, atomic_write
 
 TARGET_LABELS = {
     "edgetune": "edgetune gRPC",
-    "inprocess": "llama-cpp-python in process",
+    "inprocess": "edgetune engine in process",
     "llama_cpp_server": "llama_cpp.server (HTTP)",
+    "llama_server": "llama.cpp llama-server (C++)",
     "remote": "OpenAI fine-tuned (remote)",
 }
 
@@ -67,6 +68,10 @@ def headline_rows(result: dict[str, Any]) -> list[list[str]]:
     for c, r in s["over_llama_cpp_server"].items():
         rows.append([f"edgetune / llama_cpp.server tokens/s (c={c})", _fmt(r["tokens_per_s"], digits=3), "> 1"])
         rows.append([f"edgetune / llama_cpp.server e2e p50 (c={c})", _fmt(r["e2e_p50"], digits=3), "< 1"])
+    for c, r in (s.get("over_llama_server") or {}).items():
+        rows.append([f"edgetune / llama-server tokens/s (c={c})", _fmt(r["tokens_per_s"], digits=3),
+                     ">= 0.95" if c == "1" else ">= 1"])
+        rows.append([f"edgetune / llama-server TTFT p50 (c={c})", _fmt(r["ttft_p50"], digits=3), ""])
     rows.append(["decode vs memory-bandwidth roofline (edgetune, c=1)", _fmt(s["roofline_pct"], " %"), ""])
     rows.append(["decode vs roofline (in process, c=1)", _fmt(s["roofline_pct_inprocess"], " %"), ""])
     if s.get("remote_over_edgetune_e2e_p50") is not None:
@@ -114,11 +119,13 @@ def markdown(result: dict[str, Any]) -> str:
             ])
     lines += _table(header, rows)
     quality = [[TARGET_LABELS.get(n, n), str(e["quality"]["n"]), _fmt(100 * e["quality"]["valid_rate"], " %"),
-                _fmt(100 * e["quality"]["exact_match"], " %"), _fmt(e["quality"]["f1"], digits=3)]
+                _fmt(100 * e["quality"]["exact_match"], " %"), _fmt(e["quality"]["f1"], digits=3),
+                str(e["quality"].get("hit_max_tokens", "-"))]
                for n, e in result["targets"].items() if e.get("quality")]
     if quality:
-        lines += ["", "## Answer quality on the same prompts (contract score at the lowest concurrency)", ""]
-        lines += _table(["target", "answers", "valid", "exact match", "call F1"], quality)
+        limit = model.get("answer_max_tokens") or s["max_tokens"]
+        lines += ["", f"## Answer quality on the same prompts (whole answers: max_tokens {limit}, the bundle's)", ""]
+        lines += _table(["target", "answers", "valid", "exact match", "call F1", "reached max_tokens"], quality)
     notes = [f"- {TARGET_LABELS.get(n, n)}: {e['note']}" for n, e in result["targets"].items() if e.get("note")]
     errors = [f"- {TARGET_LABELS.get(n, n)} c={lv['concurrency']}: {'; '.join(lv['errors'])}"
               for n, e in result["targets"].items() for lv in e.get("levels", []) if lv["errors"]]

@@ -1,6 +1,6 @@
 """Latency benchmarks of the edge server against its baselines, side by side in one run.
 
-    python -m bench --run default                         # what `make bench` runs (~3 min on 2 CPU cores)
+    python -m bench --run default                         # what `make bench` runs (~4 min on 2 CPU cores)
     python -m bench --run default --concurrency 1,4 --requests 16 --rate 2
     python -m bench --run default --target 10.0.0.7:50051  # bench a server that is already running
     python -m bench --compare runs/x86/bench/bench.json runs/orin/bench/bench.json
@@ -41,14 +41,22 @@ def _request_plan(n_prompts: int, levels: Sequence[int], requests: int, warmup: 
     return warm, {c: cycle(0, max(requests, c)) for c in levels}
 
 
-def _quality(workload, samples: Sequence[Sample]) -> dict[str, Any] | None:
-    """Contract score of a target's answers against the test split's references (same prompts for every target)."""
-    pairs = [(s.text, workload.references[s.prompt_index]) for s in samples
-             if s.ok and workload.references[s.prompt_index] is not None]
-    if not pairs:
+def _quality(target: Target, workload, config: BenchConfig, indices: Sequence[int]) -> dict[str, Any] | None:
+    """Contract score of a target's whole answers (the bundle's max_tokens, not the latency cap) to the same
+    prompts as every other target, against the test split's references; as many at once as it decodes."""
+    if not indices:
         return None
-    score = workload.task.contract.score([p for p, _ in pairs], [r for _, r in pairs]).to_dict()
-    return {**score, "note": f"answers capped at max_tokens={workload.sampling.max_tokens}"}
+    limit = workload.answer_max_tokens or workload.sampling.max_tokens
+    level = run_level(target, [(i, workload.prompts[i]) for i in indices], getattr(target, "slots", 1),
+                      deadline_s=config.request_timeout_s, max_tokens=limit)
+    answered = [s for s in level if s.ok]
+    if not answered:
+        return None
+    score = workload.task.contract.score([s.text for s in answered],
+                                         [workload.references[s.prompt_index] for s in answered]).to_dict()
+    cut = sum(s.tokens >= limit for s in answered)
+    return {**score, "failed": len(level) - len(answered), "hit_max_tokens": cut,
+            "note": f"whole answers: max_tokens={limit} (the bundle's); {cut} of {len(answered)} reached it"}
 
 
 def _level(targets: dict[str, Any], name: str, concurrency: int) -> dict[str, Any] | None:
@@ -75,15 +83,18 @@ def summarize(targets: dict[str, Any], levels: Sequence[int], model_bytes: int, 
 
     edge1, inproc1 = _level(targets, "edgetune", 1), _level(targets, "inprocess", 1)
     ttft_edge, ttft_inproc = _get(edge1, "ttft_ms", "p50"), _get(inproc1, "ttft_ms", "p50")
-    over_server = {}
-    for c in levels:
-        edge, other = _level(targets, "edgetune", c), _level(targets, "llama_cpp_server", c)
-        over_server[str(c)] = {
-            "tokens_per_s": ratio(_get(edge, "aggregate_tokens_per_s"), _get(other, "aggregate_tokens_per_s")),
-            "ttft_p50": ratio(_get(edge, "ttft_ms", "p50"), _get(other, "ttft_ms", "p50")),
-            "e2e_p50": ratio(_get(edge, "e2e_ms", "p50"), _get(other, "e2e_ms", "p50")),
-            "e2e_p95": ratio(_get(edge, "e2e_ms", "p95"), _get(other, "e2e_ms", "p95")),
-        }
+    def over(peer: str) -> dict[str, dict[str, float | None]]:
+        ratios = {}
+        for c in levels:
+            edge, other = _level(targets, "edgetune", c), _level(targets, peer, c)
+            ratios[str(c)] = {
+                "tokens_per_s": ratio(_get(edge, "aggregate_tokens_per_s"), _get(other, "aggregate_tokens_per_s")),
+                "ttft_p50": ratio(_get(edge, "ttft_ms", "p50"), _get(other, "ttft_ms", "p50")),
+                "e2e_p50": ratio(_get(edge, "e2e_ms", "p50"), _get(other, "e2e_ms", "p50")),
+                "e2e_p95": ratio(_get(edge, "e2e_ms", "p95"), _get(other, "e2e_ms", "p95")),
+            }
+        return ratios
+
     remote1 = _level(targets, "remote", 1)
     return {
         "server_over_inprocess_tokens_per_s": ratio(_get(edge1, "aggregate_tokens_per_s"),
@@ -93,7 +104,8 @@ def summarize(targets: dict[str, Any], levels: Sequence[int], model_bytes: int, 
             "engine": _minus(_get(edge1, "engine_ttft_ms", "p50"), _get(inproc1, "engine_ttft_ms", "p50")),
             "wire": _minus(_get(edge1, "wire_ttft_ms", "p50"), _get(inproc1, "wire_ttft_ms", "p50")),
         },
-        "over_llama_cpp_server": over_server,
+        "over_llama_cpp_server": over("llama_cpp_server"),
+        "over_llama_server": over("llama_server"),
         "roofline_pct": roofline_pct(_get(edge1, "decode_tokens_per_s", "mean"), model_bytes, gb_per_s),
         "roofline_pct_inprocess": roofline_pct(_get(inproc1, "decode_tokens_per_s", "mean"), model_bytes, gb_per_s),
         "remote_over_edgetune_e2e_p50": ratio(_get(remote1, "e2e_ms", "p50"), _get(edge1, "e2e_ms", "p50")),
@@ -104,6 +116,8 @@ def summarize(targets: dict[str, Any], levels: Sequence[int], model_bytes: int, 
                                    "client TTFT minus the engine's (gRPC, serialisation, scheduling)",
             "over_llama_cpp_server": "edgetune / llama_cpp.server per concurrency; tokens/s > 1 and latency < 1 "
                                      "favour edgetune",
+            "over_llama_server": "edgetune / llama.cpp's C++ llama-server (-np = the top concurrency, continuous "
+                                 "batching) per concurrency; same reading",
             "roofline_pct": "edgetune batch-1 mean decode tokens/s x model bytes / measured read bandwidth",
         },
     }
@@ -121,6 +135,10 @@ def _openers(config: BenchConfig, workload, run_dir: RunDir, n_threads: int) -> 
     if "llama_cpp_server" in config.baselines:
         openers["llama_cpp_server"] = lambda: t.llama_cpp_server(
             workload, n_ctx=config.n_ctx, n_threads=n_threads, log_dir=log_dir,
+            startup_timeout_s=config.startup_timeout_s, request_timeout_s=config.request_timeout_s)
+    if "llama_server" in config.baselines:
+        openers["llama_server"] = lambda: t.llama_server(
+            workload, n_ctx=config.n_ctx, n_threads=n_threads, parallel=max(config.levels()), log_dir=log_dir,
             startup_timeout_s=config.startup_timeout_s, request_timeout_s=config.request_timeout_s)
     if "remote" in config.baselines:
         openers["remote"] = lambda: t.remote_target(run_dir.root, workload, config.request_timeout_s)
@@ -144,6 +162,9 @@ def run(config: BenchConfig) -> Path:
     bandwidth = machine.memory_bandwidth(config.bandwidth_mib)
 
     warm, plan = _request_plan(len(workload.prompts), levels, config.requests, config.warmup, config.seed)
+    shuffled = list(range(len(workload.prompts)))
+    random.Random(config.seed).shuffle(shuffled)
+    quality = [i for i in shuffled if workload.references[i] is not None][:config.quality_prompts]
     openers = _openers(config, workload, run_dir, n_threads)
     per_target = {name: sum(len(plan[c]) for c in levels if c == 1 or name != "inprocess") for name in openers}
     targets: dict[str, dict[str, Any]] = {}
@@ -155,7 +176,8 @@ def run(config: BenchConfig) -> Path:
             t0 = time.perf_counter()
             try:
                 with opener() as target:
-                    targets[name] = _bench_target(target, workload, config, levels, warm, plan, samples, bar)
+                    targets[name] = _bench_target(target, workload, config, levels, warm, plan, samples, bar,
+                                                  quality)
             except TargetUnavailable as exc:
                 targets[name] = {"status": "skipped", "note": str(exc), "levels": []}
                 bar.total -= per_target[name]
@@ -188,8 +210,9 @@ def run(config: BenchConfig) -> Path:
 
 
 def _bench_target(target: Target, workload, config: BenchConfig, levels: Sequence[int], warm: Sequence[int],
-                  plan: dict[int, list[int]], samples: list[Sample], bar) -> dict[str, Any]:
-    """Warm one target up, then sweep its concurrency levels; append its samples; return its summary entry."""
+                  plan: dict[int, list[int]], samples: list[Sample], bar, quality: Sequence[int]) -> dict[str, Any]:
+    """Warm one target up, sweep its concurrency levels, then answer the quality prompts whole; append its latency
+    samples; return its summary entry."""
     target_levels = [c for c in levels if c <= (getattr(target, "max_concurrency", None) or c)]
     bar.set_postfix_str(f"{target.name}: warm-up")
     if warm:
@@ -207,13 +230,14 @@ def _bench_target(target: Target, workload, config: BenchConfig, levels: Sequenc
         summaries.append(summarize_level(level, c))
         mine.extend(level)
     samples.extend(mine)
+    bar.set_postfix_str(f"{target.name}: quality")
     entry = {"status": "ok", "endpoint": getattr(target, "endpoint", ""), "levels": summaries,
-             "quality": _quality(workload, [s for s in mine if s.concurrency == target_levels[0]])}
+             "quality": _quality(target, workload, config, quality)}
     if getattr(target, "info", None):
         entry["server_info"] = target.info
     notes = [getattr(target, "note", "")]
     if len(target_levels) < len(levels):
-        notes.append(f"one request at a time (a single llama.cpp context); measured at concurrency {target_levels}")
+        notes.append(f"one request at a time (one sequence); measured at concurrency {target_levels}")
     if any(notes):
         entry["note"] = "; ".join(n for n in notes if n)
     return entry

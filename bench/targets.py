@@ -1,5 +1,6 @@
-"""The engines a bench drives, all with the same GGUF and settings: the edgetune gRPC server, llama-cpp-python
-in process, llama-cpp-python's OpenAI-compatible HTTP server, and the remote OpenAI fine-tuned model.
+"""The engines a bench drives, all with the same GGUF and settings: the edgetune gRPC server, its engine in
+process, llama-cpp-python's OpenAI-compatible HTTP server, llama.cpp's own C++ llama-server, and the remote OpenAI
+fine-tuned model.
 
 Each target is a context manager (it starts and stops what it needs) with ``stream(prompt, max_tokens=None)``
 yielding :class:`~bench.loadgen.Delta`s (``max_tokens`` None: the workload's).
@@ -92,9 +93,9 @@ def _engine_timings(timings: Any) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------------------------- in-process
 class InProcessTarget(contextlib.AbstractContextManager):
-    """The server's own llama-cpp-python engine (serve.backends.LocalBackend) called in this process: the same
-    prompt tokens, grammar mask and sampling as the server, minus gRPC and request handling, so the ratio of the
-    two is the server's overhead. One request at a time (one llama.cpp context)."""
+    """The server's own engine (serve.backends.LocalBackend over edgetune.engine) called in this process: the same
+    prompt tokens, shared prefix, grammar path and sampling as the server, minus gRPC and request handling, so the
+    ratio of the two is the server's overhead. One request at a time (one sequence)."""
 
     name = "inprocess"
     max_concurrency = 1
@@ -110,9 +111,11 @@ class InProcessTarget(contextlib.AbstractContextManager):
         from serve.backends import LocalBackend
         from serve.config import ServeConfig
 
-        # the server's engine and settings, one context, the bench's threads and n_ctx
+        # the server's engine and settings, one sequence, the bench's threads and n_ctx
         config = replace(ServeConfig(), contexts=1, queue=0, n_ctx=self.n_ctx, threads=self.n_threads)
-        self.backend = LocalBackend.from_config(self.workload.model_path, config, self.workload.task.contract)
+        chats = [self.workload.messages("a"), self.workload.messages("b")]  # the server's shared prefix
+        self.backend = LocalBackend.from_config(self.workload.model_path, config, self.workload.task.contract,
+                                                prefix_chats=chats)
         try:
             self.backend.load()
         except LlamaCrash as exc:
@@ -205,6 +208,32 @@ def llama_cpp_server(workload: Workload, *, n_ctx: int, n_threads: int, log_dir:
             if workload.grammar:
                 target.note = ("decodes with llama.cpp's own grammar sampler (whole vocabulary each step); "
                                "`--set grammar=false` compares the engines unconstrained")
+            yield target
+
+
+@contextlib.contextmanager
+def llama_server(workload: Workload, *, n_ctx: int, n_threads: int, parallel: int, log_dir: Path,
+                 startup_timeout_s: float, request_timeout_s: float) -> Iterator[OpenAITarget]:
+    """llama.cpp's own C++ ``llama-server`` (built by ``make llama-server`` from the same llama.cpp source the
+    edgetune server links) with the same GGUF, threads and per-sequence context, ``parallel`` slots decoding with
+    continuous batching, the grammar in each request's GBNF ``grammar`` field."""
+    from bench import peer
+
+    binary = peer.binary()
+    if binary is None:
+        raise TargetUnavailable(f"not built: run `make llama-server` once (builds llama.cpp's server from the "
+                                f"llama-cpp-python {peer.llama_cpp_version()} sdist into {peer.build_dir()})")
+    port = free_port()
+    argv = [str(binary), "--model", str(workload.model_path), "--host", "127.0.0.1", "--port", str(port),
+            "--ctx-size", str(n_ctx * parallel), "--parallel", str(parallel), "--cont-batching",
+            "--threads", str(n_threads), "--threads-batch", str(n_threads), "--alias", "bench", "--no-webui"]
+    base = f"http://127.0.0.1:{port}"
+    with ServerProcess("llama-server", argv, log_dir / "llama_server.log", lambda: _http_ok(f"{base}/health"),
+                       startup_timeout_s):
+        with OpenAITarget("llama_server", workload, f"{base}/v1", "bench", "none", request_timeout_s,
+                          llama_extras=True) as target:
+            target.slots = parallel
+            target.note = f"{binary} (-np {parallel}, continuous batching)"
             yield target
 
 

@@ -29,11 +29,12 @@ class Workload:
     model_source: str  #: "bundle", "embedded" or "model" (given on the command line)
     quant: str
     system_prompt: str
-    sampling: GenerationSpec  #: shared by every engine in the run
+    sampling: GenerationSpec  #: shared by every engine in the run (max_tokens: the latency levels' cap)
     grammar: str | None
     prompts: list[str]
     references: list[str | None]  #: expected answers (test split) for the quality columns; None when unknown
     prompts_source: str
+    answer_max_tokens: int = 0  #: the bundle's own max_tokens: whole answers, for the quality table
 
     @property
     def model_bytes(self) -> int:
@@ -55,6 +56,7 @@ class Workload:
             "grammar": bool(self.grammar),
             "prompts": len(self.prompts),
             "prompts_source": self.prompts_source,
+            "answer_max_tokens": self.answer_max_tokens,
         }
 
 
@@ -108,6 +110,7 @@ def load_workload(run_dir: RunDir, *, model: str = "", max_tokens: int = 0, use_
 
     spec = {**asdict(task.generation), **(bundle.get("sampling") or {})}  # fields the bundle leaves out: the task's
     sampling = from_dict(GenerationSpec, spec, source=bundle_manifest, path="sampling")
+    answer_max_tokens = sampling.max_tokens
     if max_tokens:
         sampling = replace(sampling, max_tokens=max_tokens)
     grammar = (bundle["grammar"] if "grammar" in bundle else task.contract.grammar()) if use_grammar else None
@@ -133,4 +136,5 @@ def load_workload(run_dir: RunDir, *, model: str = "", max_tokens: int = 0, use_
         prompts=prompts,
         references=references,
         prompts_source=prompts_source,
+        answer_max_tokens=answer_max_tokens,
     )

@@ -106,7 +106,8 @@ ENV PATH=/opt/venv/bin:${PATH} \
     PIP_NO_CACHE_DIR=1 \
     EDGETUNE_RUNS=/app/runs \
     EDGETUNE_MODELS=/app/models \
-    EDGETUNE_PORT=50051
+    EDGETUNE_PORT=50051 \
+    EDGETUNE_N_GPU_LAYERS=-1
 WORKDIR /app
 VOLUME ["/app/runs"]
 
@@ -136,6 +137,7 @@ EXPOSE 50051
 HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
     CMD ["python", "/opt/edgetune/healthcheck.py"]
 # `docker run IMAGE --run RUN [--host 0.0.0.0] [--model /app/runs/RUN/bundle/x.gguf]`: arguments go to the server
-# (`python -m serve --help`); it listens on loopback unless told otherwise.
-ENTRYPOINT ["/bin/sh", "-c", "exec python -m serve --port \"${EDGETUNE_PORT}\" \"$@\"", "serve"]
+# (`python -m serve --help`); it listens on loopback unless told otherwise. EDGETUNE_N_GPU_LAYERS=-1 (auto): every
+# layer on the GPU when llama.cpp was built with CUDA (the jetson variant), none on the cpu variant.
+ENTRYPOINT ["/bin/sh", "-c", "exec python -m serve --port \"${EDGETUNE_PORT}\" --n-gpu-layers \"${EDGETUNE_N_GPU_LAYERS}\" \"$@\"", "serve"]
 CMD ["--run", "default"]

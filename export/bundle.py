@@ -368,6 +368,7 @@ def run(config: ExportConfig) -> Path:
         shutil.rmtree(merged_dir)  # the HF copy is not part of the bundle; free the disk before quantizing
         done("verify F16")
 
+        stops = sorted({tokenizer.convert_ids_to_tokens(i) for i in verify.stop_token_ids(tokenizer)})
         results = []
         for quant in quant_names:
             step(f"{quant}")
@@ -379,7 +380,7 @@ def run(config: ExportConfig) -> Path:
             del reader
             verify.check_tokenizer(files[quant], tokenizer, texts, chats)
             result = verify.evaluate_quant(files[quant], quant, task, sample, max_tokens, config.n_ctx, threads,
-                                           config.seed)
+                                           config.seed, stops, config.sequences)
             results.append((quant, result, tensor_types))
             done(quant)
         steps.close()
@@ -391,7 +392,6 @@ def run(config: ExportConfig) -> Path:
             raise ExportError(f"{exc}\nMeasurements of every quant: {logs / 'quants.json'}") from None
         finally:
             atomic_write_json(logs / "quants.json", quants)  # the measurements survive a failed choice
-        stops = sorted({tokenizer.convert_ids_to_tokens(i) for i in verify.stop_token_ids(tokenizer)})
         gen = task.generation
         train_stage = run_dir.stage("train") or {}
         manifest = {

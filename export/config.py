@@ -30,6 +30,7 @@ class ExportConfig:
     max_tokens: int = 0  #: answer length limit in tokens (0 = the task's generation.max_tokens)
     n_ctx: int = 1024  #: llama.cpp context for verification
     threads: int = 0  #: CPU threads for llama.cpp and torch (0 = all cores)
+    sequences: int = 4  #: answers the engine decodes at once while scoring quants (greedy answers are the same)
     seed: int = 0  #: picks the evaluated sample of the test split
 
     def check(self) -> Iterator[tuple[str, str]]:
@@ -40,6 +41,8 @@ class ExportConfig:
             yield "quants", "must include F16: it is the reference every other quant is measured against"
         if len({q.upper() for q in self.quants}) != len(self.quants):
             yield "quants", "lists a quant twice"
+        if self.sequences < 1:
+            yield "sequences", "must be >= 1 (answers decoded at once)"
         for name in ("eval_samples", "greedy_prompts", "max_tokens", "threads"):
             if getattr(self, name) < 0:
                 yield name, "must be >= 0"

@@ -24,6 +24,8 @@ from export.quantize import native_output_to
 if TYPE_CHECKING:
     import llama_cpp
 
+    from edgetune.engine import Outcome
+
 Messages = list[dict[str, str]]
 #: Strings whose token ids must be identical in HF and llama.cpp: spacing, digits, unicode, code, specials.
 PROBE_STRINGS = (
@@ -236,7 +238,7 @@ class ModeResult:
     f1: float
     truncated: int  #: answers that ran into max_tokens instead of stopping
     stopped_invalid: int  #: answers that stopped by themselves but break the contract
-    tokens_per_second: float  #: completion tokens per second of wall time, prompt processing included
+    tokens_per_second: float  #: completion tokens per second of wall time (batched, prompt processing included)
     reused: int = 0  #: constrained answers proven identical to the free answer without generating again
     answers: list[str] = field(default_factory=list)
 
@@ -252,42 +254,21 @@ class QuantResult:
         return asdict(self)
 
 
-@dataclass
-class _Answer:
-    tokens: list[int]
-    stop_token: int | None  #: the end-of-generation token it stopped on; None when it ran into max_tokens
-    seconds: float
-
-
-def _answer(llm: "llama_cpp.Llama", prompt: list[int], task: TaskSpec, max_tokens: int,
-            grammar: "llama_cpp.LlamaGrammar | None" = None) -> _Answer:
-    """One answer with the task's sampling settings, as llama-cpp-python's create_chat_completion samples it."""
+def _grammar_accepts(vocab: Any, grammar: str, answer: "Outcome", close_after: int) -> bool:
+    """Whether the grammar admits every token of ``answer`` and its stop token, all sampled before the close
+    reserve starts (``close_after`` tokens). Then greedy decoding with the grammar picks exactly the same tokens
+    (each free pick is allowed, so the engine keeps it), which spares generating the constrained answer a second
+    time. This is the rejection test the engine itself does."""
     import llama_cpp
 
-    gen = task.generation
-    started = time.perf_counter()
-    tokens: list[int] = []
-    for token in llm.generate(prompt, temp=gen.temperature, top_p=gen.top_p, top_k=gen.top_k,
-                              repeat_penalty=gen.repeat_penalty, reset=True, grammar=grammar):
-        if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
-            return _Answer(tokens, int(token), time.perf_counter() - started)
-        tokens.append(int(token))
-        if len(tokens) >= max_tokens:
-            break
-    return _Answer(tokens, None, time.perf_counter() - started)
+    from edgetune.engine import GrammarError, init_grammar
 
-
-def _grammar_accepts(llm: "llama_cpp.Llama", grammar: str, answer: _Answer) -> bool:
-    """Whether the grammar admits every token of ``answer`` and its stop token. Then greedy decoding with the
-    grammar picks exactly the same tokens (each free argmax is allowed, so it stays the argmax), which spares
-    generating the constrained answer a second time. This is the rejection test llama.cpp's own sampler does."""
-    import llama_cpp
-
-    if answer.stop_token is None:
+    if answer.stop_token is None or len(answer.tokens) >= close_after:
         return False
-    sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, grammar.encode("utf-8"), b"root")
-    if not sampler:
-        raise ExportError("llama.cpp rejected the task's grammar")
+    try:
+        sampler = init_grammar(vocab, grammar)
+    except GrammarError as exc:
+        raise ExportError(f"llama.cpp rejected the task's grammar: it {exc}") from None
     try:
         for token in [*answer.tokens, answer.stop_token]:
             candidate = (llama_cpp.llama_token_data * 1)(llama_cpp.llama_token_data(token, 0.0, 0.0))
@@ -302,47 +283,72 @@ def _grammar_accepts(llm: "llama_cpp.Llama", grammar: str, answer: _Answer) -> b
         llama_cpp.llama_sampler_free(sampler)
 
 
-def _mode_result(task: TaskSpec, llm: "llama_cpp.Llama", answers: Sequence[_Answer], references: Sequence[str],
+def _rate(answers: Sequence["Outcome"], seconds: float) -> float:
+    return sum(len(a.tokens) for a in answers) / seconds if seconds else 0.0
+
+
+def _mode_result(task: TaskSpec, answers: Sequence["Outcome"], references: Sequence[str], tokens_per_second: float,
                  reused: int = 0) -> ModeResult:
-    texts = [llm.detokenize(a.tokens).decode("utf-8", errors="replace") for a in answers]
+    texts = [a.text for a in answers]
     score = task.contract.score(texts, references)
-    truncated = sum(a.stop_token is None for a in answers)
-    stopped_invalid = sum(a.stop_token is not None and not task.contract.validate(t).valid
-                          for a, t in zip(answers, texts))
-    tokens, seconds = sum(len(a.tokens) for a in answers), sum(a.seconds for a in answers)
-    return ModeResult(score.exact_match, score.valid_rate, score.f1, truncated, stopped_invalid,
-                      tokens / seconds if seconds else 0.0, reused, texts)
+    truncated = sum(a.finish == "length" for a in answers)
+    stopped_invalid = sum(a.finish == "stop" and not task.contract.validate(t).valid for a, t in zip(answers, texts))
+    return ModeResult(score.exact_match, score.valid_rate, score.f1, truncated, stopped_invalid, tokens_per_second,
+                      reused, texts)
 
 
 def evaluate_quant(gguf_path: Path, quant: str, task: TaskSpec, examples: Sequence[tuple[Messages, str]],
-                   max_tokens: int, n_ctx: int = 1024, threads: int = 0, seed: int = 0) -> QuantResult:
-    """(c)+(d) Answer every example with the task's sampling settings, free and with the contract's grammar, on
-    the prompt llama-cpp-python's chat completion builds from the GGUF's own template.
+                   max_tokens: int, n_ctx: int = 1024, threads: int = 0, seed: int = 0, stop: Sequence[str] = (),
+                   sequences: int = 4) -> QuantResult:
+    """(c)+(d) Answer every example with the task's sampling settings, free and with the contract's grammar, with
+    the server's engine (edgetune.engine) as the server runs it: the same chat-template prompt, the same shared
+    system-prompt prefix, the same stop strings and end-of-generation tokens, the same grammar path and close
+    reserve; ``sequences`` answers decode at once, which changes no greedy answer.
 
     With greedy decoding a constrained answer is only generated when the free one is not admitted by the grammar
-    (token by token, see _grammar_accepts); otherwise it is the same answer. That halves the cost for a model
-    that mostly answers validly, and changes no result."""
-    import llama_cpp
+    (token by token, before the close reserve, see _grammar_accepts); otherwise it is the same answer. That halves
+    the cost for a model that mostly answers validly, and changes no result."""
+    from edgetune.engine import Engine, Request
+    from edgetune.llama import LlamaCrash
 
-    llm = load_llama(gguf_path, f"{quant}: task score", n_ctx=n_ctx, n_threads=threads or os.cpu_count(),
-                     seed=seed)
-    references = [reference for _, reference in examples]
-    prompts = [_gguf_chat_prompt(llm, messages)[1] for messages, _ in examples]
-    free = [_answer(llm, prompt, task, max_tokens)
-            for prompt in tqdm(prompts, desc=f"verify: {quant} free", unit="prompt", leave=False)]
-    constrained_result = None
-    grammar_text = task.contract.grammar()
-    if grammar_text:
-        grammar = llama_cpp.LlamaGrammar.from_string(grammar_text, verbose=False)
-        constrained, reused = [], 0
-        for prompt, answer in tqdm(list(zip(prompts, free)), desc=f"verify: {quant} grammar", unit="prompt",
-                                   leave=False):
-            if task.generation.temperature == 0 and _grammar_accepts(llm, grammar_text, answer):
-                constrained.append(answer)
-                reused += 1
-            else:
-                constrained.append(_answer(llm, prompt, task, max_tokens, grammar))
-        constrained_result = _mode_result(task, llm, constrained, references, reused)
-    free_result = _mode_result(task, llm, free, references)
-    llm.close()
+    engine = Engine(gguf_path, sequences=sequences, n_ctx=n_ctx, threads=threads, contract=task.contract)
+    try:
+        with native_output_to(os.devnull):  # context-size notices llama.cpp prints even when not verbose
+            engine.load([task.messages("a"), task.messages("b")])
+    except LlamaCrash as exc:
+        raise NativeCrash(f"{quant}: task score: {exc}") from exc
+    except ValueError as exc:
+        read_gguf(gguf_path)  # the clearer error when the file itself is broken
+        raise ExportError(f"{gguf_path}: llama.cpp cannot load it ({exc}); the file is corrupt or of an "
+                          "architecture this llama-cpp-python does not run") from exc
+    try:
+        gen = task.generation
+        references = [reference for _, reference in examples]
+        prompts = [engine.tokenize_chat(messages) for messages, _ in examples]
+
+        def answer(indices: Sequence[int], grammar: str | None, desc: str) -> tuple[list[Any], float]:
+            bar = tqdm(total=len(indices), desc=f"verify: {quant} {desc}", unit="prompt", leave=False)
+            requests = [Request(prompt=prompts[i], max_tokens=max_tokens, temperature=gen.temperature,
+                                top_p=gen.top_p, top_k=gen.top_k, repeat_penalty=gen.repeat_penalty, seed=seed,
+                                stop=list(stop), grammar=grammar) for i in indices]
+            started = time.perf_counter()
+            outcomes = engine.run(requests, on_done=lambda _: bar.update())
+            bar.close()
+            return outcomes, time.perf_counter() - started
+
+        free, free_s = answer(range(len(prompts)), None, "free")
+        constrained_result = None
+        grammar_text = task.contract.grammar()
+        if grammar_text:
+            close_after = max_tokens - engine.close_reserve
+            keep = [gen.temperature == 0 and _grammar_accepts(engine.vocab, grammar_text, a, close_after)
+                    for a in free]
+            again, seconds = answer([i for i, k in enumerate(keep) if not k], grammar_text, "grammar")
+            regenerated = iter(again)
+            constrained = [a if k else next(regenerated) for a, k in zip(free, keep)]
+            rate = _rate(again, seconds) if again else _rate(free, free_s)
+            constrained_result = _mode_result(task, constrained, references, rate, sum(keep))
+        free_result = _mode_result(task, free, references, _rate(free, free_s))
+    finally:
+        engine.close()
     return QuantResult(quant, len(examples), free_result, constrained_result)

@@ -1,39 +1,38 @@
-"""The two backends: llama.cpp on this device (a pool of contexts) and an OpenAI-compatible endpoint.
+"""The two backends: llama.cpp on this device (one engine decoding several sequences) and an OpenAI-compatible
+endpoint.
 
-Local decoding runs in worker threads, one per llama.cpp context; the asyncio server only waits. Every request
-carries a :class:`StopFlag` that the decoding thread checks after every token, so a cancelled or expired request
-stops within one token (or one prompt batch) and its context goes back to the pool when the thread has let go.
+Local decoding runs on the engine's own thread (edgetune.engine); the asyncio server only waits. Every request
+carries a :class:`StopFlag` that the engine checks before every decoding step, so a cancelled or expired request
+stops within one step and its sequence goes back to the pool as soon as the engine has freed its cells.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Callable, Literal, Sequence
 
 from edgetune.contract import ContractSpec
+from edgetune.engine import Engine, EngineClosed, Finish, Outcome, Request
 from serve.config import ServeConfig
-from serve.grammar import GrammarError, GrammarMask, check_gbnf, closing_tokens, longest_items
 
 log = logging.getLogger("serve.backends")
 
-Finish = Literal["stop", "length", "cancelled", "deadline_exceeded", "error"]
 Emit = Callable[[str], None]
 
 
 class PoolFull(Exception):
-    """Every context is busy and the wait queue is full."""
+    """Every sequence is busy and the wait queue is full."""
 
 
 class QueueTimeout(Exception):
-    """The deadline passed while the request waited for a context."""
+    """The deadline passed while the request waited for a free sequence."""
 
 
 class RemoteUnavailable(Exception):
@@ -80,7 +79,7 @@ class Result:
 
 
 class StopFlag:
-    """Tells a decoding thread to stop: set by a cancel, or by the clock passing ``deadline``."""
+    """Tells the engine to stop a sequence: set by a cancel, or by the clock passing ``deadline``."""
 
     def __init__(self, deadline: float | None):
         self.deadline = deadline
@@ -120,13 +119,13 @@ class _Timer:
         return result
 
 
-class ContextPool:
-    """N llama.cpp contexts and a bounded FIFO of requests waiting for one. Lives on the event loop thread."""
+class SequencePool:
+    """The engine's N sequence ids and a bounded FIFO of requests waiting for one. Lives on the event loop thread."""
 
-    def __init__(self, contexts: list[Any], queue: int):
-        self._free = collections.deque(contexts)
+    def __init__(self, sequences: list[int], queue: int):
+        self._free = collections.deque(sequences)
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
-        self.size = len(contexts)
+        self.size = len(sequences)
         self.queue = queue
 
     @property
@@ -137,12 +136,12 @@ class ContextPool:
     def busy(self) -> int:
         return self.size - len(self._free)
 
-    async def acquire(self, timeout: float | None) -> Any:
-        """A free context; PoolFull at once when the queue is full, QueueTimeout when ``timeout`` passes."""
+    async def acquire(self, timeout: float | None) -> int:
+        """A free sequence id; PoolFull at once when the queue is full, QueueTimeout when ``timeout`` passes."""
         if self._free and not self.waiting:
             return self._free.popleft()
         if self.waiting >= self.queue:
-            raise PoolFull(f"all {self.size} contexts busy and {self.queue} requests already waiting")
+            raise PoolFull(f"all {self.size} sequences busy and {self.queue} requests already waiting")
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -153,189 +152,117 @@ class ContextPool:
             else:
                 waiter.cancel()
             if isinstance(exc, asyncio.TimeoutError):
-                raise QueueTimeout("the deadline passed while waiting for a free context") from None
+                raise QueueTimeout("the deadline passed while waiting for a free sequence") from None
             raise
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
-    def release(self, context: Any) -> None:
+    def release(self, seq_id: int) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(context)
+                waiter.set_result(seq_id)
                 return
-        self._free.appendleft(context)  # LIFO: the most recently used context has the warmest prompt cache
-
-
-def _threads(requested: int, contexts: int) -> int:
-    return requested if requested > 0 else max(1, (os.cpu_count() or 1) // contexts)
+        self._free.append(seq_id)
 
 
 class LocalBackend:
-    """llama-cpp-python on one GGUF: ``contexts`` Llama instances over the same memory-mapped model file."""
+    """llama.cpp on this device: one :class:`~edgetune.engine.Engine` (one model, one context) decoding up to
+    ``contexts`` requests at once, and a pool of its sequence ids with a bounded wait queue in front."""
 
     def __init__(self, model_path: Path, *, contexts: int, queue: int, n_ctx: int, n_batch: int = 512,
-                 threads: int = 0, n_gpu_layers: int = 0, grammar_candidates: int = 64, close_reserve: int = 0,
-                 contract: ContractSpec | None = None):
+                 threads: int = 0, n_gpu_layers: int = -1, grammar_candidates: int = 64, close_reserve: int = 0,
+                 contract: ContractSpec | None = None, prefix_chats: Sequence[list[dict[str, str]]] = ()):
+        self.engine = Engine(model_path, sequences=contexts, n_ctx=n_ctx, n_batch=n_batch, threads=threads,
+                             n_gpu_layers=n_gpu_layers, grammar_candidates=grammar_candidates,
+                             close_reserve=close_reserve, contract=contract)
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
-        self._settings = dict(contexts=contexts, queue=queue, n_batch=n_batch, threads=_threads(threads, contexts),
-                              n_gpu_layers=n_gpu_layers)
-        self.grammar_candidates = grammar_candidates
-        self.close_reserve = close_reserve
-        self._contract = contract
-        self.pool: ContextPool | None = None
-        self._executor = concurrent.futures.ThreadPoolExecutor(contexts, thread_name_prefix="llama-ctx")
+        self.queue = queue
+        self.prefix_chats = list(prefix_chats)
+        self.pool: SequencePool | None = None
 
     @classmethod
-    def from_config(cls, model_path: Path, config: ServeConfig, contract: ContractSpec | None) -> "LocalBackend":
-        """The engine as the server builds it: a baseline built elsewhere (the bench) decodes exactly the same way."""
+    def from_config(cls, model_path: Path, config: ServeConfig, contract: ContractSpec | None,
+                    prefix_chats: Sequence[list[dict[str, str]]] = ()) -> "LocalBackend":
+        """The engine as the server builds it: a baseline built elsewhere (the bench) decodes exactly the same way.
+        ``prefix_chats``: chats that differ only in the user's message; their common prefix is decoded once."""
         return cls(model_path, contexts=config.contexts, queue=config.queue, n_ctx=config.n_ctx,
                    n_batch=config.n_batch, threads=config.threads, n_gpu_layers=config.n_gpu_layers,
                    grammar_candidates=config.grammar_candidates, close_reserve=config.close_reserve,
-                   contract=contract)
+                   contract=contract, prefix_chats=prefix_chats)
 
     @property
     def name(self) -> str:
         return self.model_path.name
 
     def load(self) -> None:
-        """Load the vocabulary and every context (slow; the server runs it in a thread while NOT_SERVING)."""
-        from llama_cpp import Llama, llama_chat_format, llama_cpp
-
-        from edgetune.llama import load_llama
-
-        class CountingLlama(Llama):
-            """Counts the tokens generate() hands out: the exact completion length, whatever ended decoding."""
-
-            generated = 0
-
-            def generate(self, *args, **kwargs):
-                for token in super().generate(*args, **kwargs):
-                    self.generated += not llama_cpp.llama_vocab_is_eog(self._model.vocab, token)
-                    yield token
-
-        s = self._settings
-        # load_llama probes the file in a child process first (once): a GGUF llama.cpp crashes on raises
-        # LlamaCrash here, so the server never reports SERVING, instead of dying on the first request
-        contexts = [
-            load_llama(self.model_path, cls=CountingLlama, verbose=False, use_mmap=True, n_ctx=self.n_ctx,
-                       n_batch=s["n_batch"], n_threads=s["threads"], n_threads_batch=s["threads"],
-                       n_gpu_layers=s["n_gpu_layers"])
-            for _ in range(s["contexts"])
-        ]
-        first = contexts[0]
-        # Tokenizing reads only the model's vocabulary (never a context), so the event loop may use the first
-        # instance for it while a worker thread decodes on that instance's context.
-        self._tokenizer = first
-        self.vocab = first._model.vocab
-        template = first.metadata.get("tokenizer.chat_template") or _CHATML
-        eos = first.token_eos()
-        self._formatter = llama_chat_format.Jinja2ChatFormatter(
-            template=template,
-            eos_token=first._model.token_get_text(eos) if eos != -1 else "",
-            bos_token=first._model.token_get_text(first.token_bos()) if first.token_bos() != -1 else "",
-        )
-        self._closing = closing_tokens(self.vocab, first.detokenize)
-        if self.close_reserve <= 0:  # auto: room for one more whole call plus the closing brackets
-            items = longest_items(self._contract) if self._contract and self._contract.kind == "call_list" else []
-            self.close_reserve = max([16, *(len(self.tokenize_text(item)) + 4 for item in items)])
-        self.pool = ContextPool(contexts, s["queue"])
-        log.info("loaded %s: %d contexts x %d threads, n_ctx %d", self.model_path, s["contexts"], s["threads"],
-                 self.n_ctx)
+        """Load the model, the context and the shared prefix (slow; the server runs it in a thread while
+        NOT_SERVING)."""
+        self.engine.load(self.prefix_chats)
+        self.pool = SequencePool(list(range(self.engine.sequences)), self.queue)
 
     # ------------------------------------------------------------------------------------ request preparation
     def tokenize_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        """The model's prompt tokens for a chat (its own chat template, generation prompt added)."""
-        prompt = self._formatter(messages=messages).prompt
-        return self._tokenizer.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        return self.engine.tokenize_chat(messages)
 
     def tokenize_text(self, text: str) -> list[int]:
-        return self._tokenizer.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return self.engine.tokenize_text(text)
 
     def check_grammar(self, gbnf: str) -> None:
-        check_gbnf(self.vocab, gbnf)
+        self.engine.check_grammar(gbnf)
 
     # ----------------------------------------------------------------------------------------------- decoding
     async def generate(self, job: Job, emit: Emit | None = None, deadline: float | None = None) -> Result:
-        """Decode ``job`` on a free context. ``deadline`` (monotonic) defaults to the job's."""
+        """Decode ``job`` in a free sequence. ``deadline`` (monotonic) defaults to the job's."""
         assert self.pool is not None, "load() first"
         deadline = job.deadline if deadline is None else deadline
         timer = _Timer(job.received)
         wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        context = await self.pool.acquire(wait)
+        seq_id = await self.pool.acquire(wait)
         timer.started = time.monotonic()
         loop = asyncio.get_running_loop()
         stop = StopFlag(deadline)
+        finished: asyncio.Future[Outcome] = loop.create_future()
 
-        def emit_threadsafe(text: str) -> None:
+        def on_text(text: str) -> None:
             if emit is not None:
                 loop.call_soon_threadsafe(emit, text)
 
-        work = self._executor.submit(self._decode, context, job, stop, timer, emit_threadsafe)
-        # The context returns to the pool when the thread lets go of it, not when this coroutine ends.
-        work.add_done_callback(lambda _: loop.call_soon_threadsafe(self.pool.release, context))
+        def done(outcome: Outcome) -> None:
+            # The sequence returns to the pool when the engine has freed its cells, not when this coroutine ends.
+            loop.call_soon_threadsafe(self._done, seq_id, finished, outcome)
+
+        request = Request(prompt=job.prompt_tokens, max_tokens=job.max_tokens, temperature=job.temperature,
+                          top_p=job.top_p, top_k=job.top_k, repeat_penalty=job.repeat_penalty, seed=job.seed,
+                          stop=job.stop, grammar=job.grammar, should_stop=stop.reason, on_text=on_text)
         try:
-            return await asyncio.wrap_future(work)
+            self.engine.submit(seq_id, request, done)
+        except EngineClosed:
+            self.pool.release(seq_id)
+            raise
+        try:
+            outcome = await asyncio.shield(finished)
         except asyncio.CancelledError:
             stop.set("deadline_exceeded" if deadline is not None and time.monotonic() >= deadline else "cancelled")
             raise
-
-    def _decode(self, llm: Any, job: Job, stop: StopFlag, timer: _Timer, emit: Emit) -> Result:
-        from llama_cpp import LogitsProcessorList, StoppingCriteriaList
-
-        result = Result("local", self.name, prompt_tokens=len(job.prompt_tokens))
-        llm.generated = 0
-
-        def should_stop(_input_ids, _logits) -> bool:
-            return stop.reason() is not None
-
-        mask = None
-        if job.grammar:
-            mask = GrammarMask(self.vocab, job.grammar, candidates=self.grammar_candidates if job.top_k > 0 or
-                               job.temperature == 0 else 0, max_tokens=job.max_tokens, reserve=self.close_reserve,
-                               closing=self._closing)
-        pieces: list[str] = []
-        finish: str | None = None
-        try:
-            if stop.reason() is None:
-                chunks = llm.create_completion(
-                    job.prompt_tokens, max_tokens=job.max_tokens, temperature=job.temperature, top_p=job.top_p,
-                    top_k=job.top_k, repeat_penalty=job.repeat_penalty, stop=job.stop or [], seed=job.seed,
-                    stream=True, stopping_criteria=StoppingCriteriaList([should_stop]),
-                    logits_processor=LogitsProcessorList([mask]) if mask else None,
-                )
-                for chunk in chunks:
-                    choice = chunk["choices"][0]
-                    if choice["text"]:
-                        now = time.monotonic()
-                        timer.first = timer.first or now
-                        timer.last = now
-                        pieces.append(choice["text"])
-                        emit(choice["text"])
-                    finish = choice.get("finish_reason") or finish
-        except (GrammarError, ValueError, RuntimeError) as exc:
-            log.exception("local decoding failed", extra={"request_id": job.request_id})
-            result.finish, result.error = "error", f"{type(exc).__name__}: {exc}"
-        finally:
-            if mask is not None:
-                result.forced_close = mask.forced_close
-                mask.close()
-        result.text = "".join(pieces)
-        result.completion_tokens = llm.generated
-        if result.finish != "error":
-            result.finish = stop.reason() or ("length" if finish == "length" else "stop")
+        result = Result("local", self.name, prompt_tokens=len(job.prompt_tokens), text=outcome.text,
+                        finish=outcome.finish, completion_tokens=len(outcome.tokens), error=outcome.error,
+                        forced_close=outcome.forced_close)
+        if outcome.finish == "error":
+            log.error("local decoding failed: %s", outcome.error, extra={"request_id": job.request_id})
+        timer.first, timer.last = outcome.first, outcome.last
         return timer.fill(result)
 
+    def _done(self, seq_id: int, finished: "asyncio.Future[Outcome]", outcome: Outcome) -> None:
+        assert self.pool is not None
+        self.pool.release(seq_id)
+        if not finished.done():
+            finished.set_result(outcome)
+
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-_CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
-    "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+        self.engine.close()
 
 
 class RemoteBackend:

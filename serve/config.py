@@ -17,11 +17,11 @@ class ServeConfig:
     port: int = 50051  #: gRPC port (0 picks a free one)
     model: str = ""  #: GGUF to serve instead of the bundle's chosen one (or the embedded model)
     task: str = ""  #: task name or YAML when there is no bundle (default robot_sdk)
-    contexts: int = 2  #: llama.cpp contexts: how many requests decode at once
+    contexts: int = 2  #: sequences of the one llama.cpp context: how many requests decode at once (batched)
     queue: int = 8  #: requests that may wait for a context; beyond it RESOURCE_EXHAUSTED at once
-    n_gpu_layers: int = 0  #: layers offloaded to the GPU (-1: all)
-    threads: int = 0  #: CPU threads per context (0: cores / contexts, at least 1)
-    n_ctx: int = 2048  #: context window per llama.cpp context, prompt plus answer
+    n_gpu_layers: int = -1  #: layers offloaded to the GPU (-1: auto, all when llama.cpp was built with offload)
+    threads: int = 0  #: CPU threads of the llama.cpp context (0: every core)
+    n_ctx: int = 2048  #: context window of each sequence, prompt plus answer
     n_batch: int = 512  #: prompt tokens evaluated per llama.cpp batch (also the cancel granularity of prompts)
     few_shot: Literal["auto", "on", "off"] = "auto"  #: task examples as chat turns; auto: only without a bundle
     grammar_candidates: int = 64  #: tokens the grammar checks first per step (0: whole vocabulary every step)
@@ -49,7 +49,9 @@ class ServeConfig:
         if not 0 <= self.port <= 65535:
             yield "port", "must be in 0..65535"
         if self.contexts < 1:
-            yield "contexts", "need at least 1 llama.cpp context"
+            yield "contexts", "need at least 1 sequence"
+        if self.n_gpu_layers < -1:
+            yield "n_gpu_layers", "use -1 (auto: all when llama.cpp can offload), 0 (CPU only) or a layer count"
         if self.queue < 0:
             yield "queue", "must be >= 0 (0: no waiting, RESOURCE_EXHAUSTED when every context is busy)"
         if self.n_ctx < 64:

@@ -60,7 +60,9 @@ class Engine:
         self.config = config
         self.served = served
         self.metrics = metrics
-        self.local = LocalBackend.from_config(served.model_path, config, served.contract)
+        # two chats that differ only in the command: the engine decodes what they share once
+        self.local = LocalBackend.from_config(served.model_path, config, served.contract,
+                                              prefix_chats=[served.chat("a"), served.chat("b")])
         self.remote: RemoteBackend | None = None
         self.remote_problem = "no remote model: pass --remote-model (and --remote-base-url) or run `make openai-ft`"
         if served.remote_model:
@@ -211,7 +213,7 @@ class InferenceService(pb_grpc.InferenceServicer):
 
     async def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
         engine, served, config = self.engine, self.engine.served, self.engine.config
-        d = served.sampling
+        d, local = served.sampling, engine.local.engine
         self.metrics.rpc("GetModelInfo", "OK")
         return pb.ModelInfo(
             model_path=str(served.model_path), model_sha256=served.sha256, quant=served.quant, source=served.source,
@@ -223,6 +225,8 @@ class InferenceService(pb_grpc.InferenceServicer):
             remote_base_url=engine.remote.base_url if engine.remote else "",
             default_backend=BACKENDS[engine.default_backend], few_shot_examples=len(served.few_shot) // 2,
             max_tokens_limit=config.max_tokens_limit, version=edgetune.__version__,
+            gpu_layers=local.offloaded_layers, model_layers=local.n_layers, device=local.backend,
+            prefix_tokens=len(local.prefix),
         )
 
     # ----------------------------------------------------------------------------------------------- helpers
@@ -342,10 +346,11 @@ class EdgeServer:
         await self.engine.load()
         for service in ("", SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        s = self.served
+        s, local = self.served, self.engine.local.engine
         log.info("serving", extra={"fields": {
             "model": str(s.model_path), "source": s.source, "task": s.task.name, "contexts": self.config.contexts,
-            "queue": self.config.queue, "close_reserve": self.engine.local.close_reserve, "default_backend": self.engine.default_backend,
+            "queue": self.config.queue, "close_reserve": local.close_reserve, "prefix_tokens": len(local.prefix),
+            "gpu_layers": local.offloaded_layers, "device": local.backend, "default_backend": self.engine.default_backend,
             "remote_model": self.engine.remote.model if self.engine.remote else None,
             "load_s": round(time.monotonic() - started, 2)}})
 

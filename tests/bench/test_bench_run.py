@@ -24,7 +24,7 @@ def bench_json(tmp_path_factory, embedded_gguf_path):
     patch.setattr(edgetune.rundir, "RUNS_DIR", runs)
     try:
         config = BenchConfig(run="short", concurrency=[1, 2], requests=2, warmup=1, max_tokens=40,
-                             bandwidth_mib=64)
+                             quality_prompts=2, bandwidth_mib=64)
         yield run(config)
     finally:
         patch.undo()
@@ -44,6 +44,12 @@ def test_bench_json_schema_and_percentiles(bench_json):
     assert targets["llama_cpp_server"]["status"] == "ok", targets["llama_cpp_server"].get("note")
     assert targets["inprocess"]["status"] == "ok"
     assert targets["remote"]["status"] == "skipped" and "not configured" in targets["remote"]["note"]
+    from bench import peer
+
+    if peer.binary() is None:  # llama.cpp's C++ server is benched once `make llama-server` has built it
+        assert targets["llama_server"]["status"] == "skipped" and "make llama-server" in targets["llama_server"]["note"]
+    else:
+        assert targets["llama_server"]["status"] == "ok", targets["llama_server"].get("note")
     assert [lv["concurrency"] for lv in targets["edgetune"]["levels"]] == [1, 2]
     assert [lv["concurrency"] for lv in targets["inprocess"]["levels"]] == [1]
     for name in ("edgetune", "llama_cpp_server", "inprocess"):
@@ -56,7 +62,11 @@ def test_bench_json_schema_and_percentiles(bench_json):
     for name in ("edgetune", "inprocess"):  # engines that time themselves; the wire adds, never subtracts
         level = targets[name]["levels"][0]
         assert level["engine_ttft_ms"]["n"] == level["ok"] and level["wire_ttft_ms"]["p50"] > 0
-    assert targets["edgetune"]["server_info"]["contexts"] == 2  # one llama.cpp context per worker
+    info = targets["edgetune"]["server_info"]
+    assert info["contexts"] == 2 and info["device"] == "CPU" and int(info["prefix_tokens"]) > 10  # 2 sequences
+    for name in ("edgetune", "inprocess", "llama_cpp_server"):  # whole answers, not the latency cap of 40
+        quality = targets[name]["quality"]
+        assert quality["n"] == 2 and "whole answers: max_tokens=160" in quality["note"], quality
     samples = result["samples"]
     assert len(samples) == sum(lv["requests"] for t in targets.values() for lv in t["levels"])
     assert all(s["status"] == "ok" and 0 < s["tokens"] <= 40 for s in samples)
@@ -72,6 +82,8 @@ def test_bench_json_schema_and_percentiles(bench_json):
     assert isinstance(summary["added_ttft_ms"], float)
     assert set(summary["over_llama_cpp_server"]) == {"1", "2"}
     assert all(r["tokens_per_s"] > 0 for r in summary["over_llama_cpp_server"].values())
+    assert set(summary["over_llama_server"]) == {"1", "2"}
+    assert result["environment"]["llama_cpp_offload"] == {"supported": False, "auto_gpu_layers": 0, "device": "CPU"}
     assert 0 < summary["roofline_pct"]
     env = result["environment"]
     assert env["logical_cpus"] >= 1 and env["versions"]["llama-cpp-python"]

@@ -66,6 +66,7 @@ def test_bench_targets_the_running_server(services):
     assert bench["restart"] == "no" and bench["build"]["target"] == "bench"
     assert bench["command"] == ["--run", "${RUN:-default}", "--target", "127.0.0.1:${EDGETUNE_PORT:-50051}"]
     assert services["edge"]["environment"]["EDGETUNE_PORT"] == "${EDGETUNE_PORT:-50051}"
+    assert services["edge"]["environment"]["EDGETUNE_N_GPU_LAYERS"] == "${EDGETUNE_N_GPU_LAYERS:--1}"
 
 
 def test_gpu_access_fits_each_machine(services):

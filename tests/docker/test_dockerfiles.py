@@ -175,7 +175,10 @@ def test_edge_image_serves_on_jetson_and_cpu():
     assert edge.stage("runtime-base-cpu").base == edge.stage("build-base-cpu").base == "${CPU_IMAGE}"
     runtime = edge.stage("runtime")
     (entrypoint,) = runtime.all("ENTRYPOINT")
-    assert "-m serve --port" in entrypoint.args
+    assert "-m serve --port" in entrypoint.args and "--n-gpu-layers" in entrypoint.args
+    assert "${EDGETUNE_N_GPU_LAYERS}" in entrypoint.args.split("--n-gpu-layers", 1)[1].split("$@")[0]
+    env = " ".join(i.args for i in edge.stage("runtime-common").all("ENV"))
+    assert "EDGETUNE_N_GPU_LAYERS=-1" in env, "the image offloads every layer it can by default (auto)"
     (healthcheck,) = runtime.all("HEALTHCHECK")
     copied = {shlex.split(c.args)[-1]: shlex.split(c.args)[-2] for c in runtime.all("COPY")}
     script = re.search(r"(/\S+\.py)", healthcheck.args).group(1)

@@ -64,21 +64,54 @@ def test_end_of_turn_comes_from_the_chat_template(tiny_merged):
 
 
 def test_grammar_acceptance_decides_when_a_free_answer_is_also_the_constrained_one(tiny_merged, tiny_f16, robot_task):
-    """A greedy free answer the grammar admits token by token (and at its stop token) is what constrained decoding
-    would produce; anything else must be generated again under the grammar."""
-    from export.verify import _Answer, _grammar_accepts, load_llama
+    """A greedy free answer the grammar admits token by token (and at its stop token), all before the close reserve
+    starts, is what constrained decoding would produce; anything else must be generated again under the grammar."""
+    from edgetune.engine import Outcome
+    from export.verify import _grammar_accepts, load_llama
 
     tokenizer = _tokenizer(tiny_merged)
     grammar = robot_task.contract.grammar()
-    llm = load_llama(tiny_f16, n_ctx=64, n_threads=2)
+    llm = load_llama(tiny_f16, vocab_only=True)
+    vocab = llm._model.vocab
 
     def answer(text, stop=2):
-        return _Answer(tokenizer.encode(text, add_special_tokens=False), stop, 0.0)
+        return Outcome(text=text, tokens=tokenizer.encode(text, add_special_tokens=False), stop_token=stop)
 
     valid = robot_task.examples[1]["assistant"]
-    assert _grammar_accepts(llm, grammar, answer(valid))
-    assert not _grammar_accepts(llm, grammar, answer(valid, stop=None)), "ran into max_tokens: never reused"
-    assert not _grammar_accepts(llm, grammar, answer(valid[:-1])), "incomplete: EOS not allowed yet"
-    assert not _grammar_accepts(llm, grammar, answer(valid.replace("kitchen", "moon")))
-    assert not _grammar_accepts(llm, grammar, answer('["nav.dock()"] trailing'))
+    assert _grammar_accepts(vocab, grammar, answer(valid), close_after=100)
+    assert not _grammar_accepts(vocab, grammar, answer(valid), close_after=len(answer(valid).tokens)), \
+        "reached the close reserve: closing tokens may have been preferred"
+    assert not _grammar_accepts(vocab, grammar, answer(valid, stop=None), 100), "ran into max_tokens: never reused"
+    assert not _grammar_accepts(vocab, grammar, answer(valid[:-1]), 100), "incomplete: EOS not allowed yet"
+    assert not _grammar_accepts(vocab, grammar, answer(valid.replace("kitchen", "moon")), 100)
+    assert not _grammar_accepts(vocab, grammar, answer('["nav.dock()"] trailing'), 100)
     llm.close()
+
+
+def test_export_scores_a_quant_with_the_answers_the_server_gives(tmp_path, embedded_gguf_path, robot_task):
+    """The same prompts, greedy: export's per-quant answers (free and grammar-constrained) are the server's
+    answers token for token, so the score export chooses a quant by is the score the robot gets."""
+    from edgetune.task import load_task
+    from export.verify import evaluate_quant
+    from serve.client import Client
+    from tests.serve.conftest import start_edge
+
+    task = load_task("robot_sdk")
+    commands = [e["user"] for e in task.examples] + ["walk to the garden then sit down", "take a photo of the lab",
+                                                     "say hello and go to the office"]
+    references = [e["assistant"] for e in task.examples] + ['["nav.dock()"]'] * 3
+    examples = [(task.messages(c), r) for c, r in zip(commands, references)]
+    result = evaluate_quant(embedded_gguf_path, "Q4_1", task, examples, max_tokens=48, n_ctx=1024, threads=2)
+    edge = start_edge(tmp_path, "--model", str(embedded_gguf_path), "--contexts", "4", "--n-ctx", "1024",
+                      "--threads", "2", "--max-tokens-limit", "512", metrics=False)
+    try:
+        with Client(edge.target, timeout=120) as client:
+            free = [client.generate(c, constraint="none", max_tokens=48).text for c in commands]
+            constrained = [client.generate(c, max_tokens=48).text for c in commands]
+    finally:
+        edge.stop()
+    assert result.free.answers == free
+    assert result.constrained is not None and result.constrained.answers == constrained
+    score = task.contract.score(constrained, references)
+    assert (score.exact_match, score.valid_rate) == (result.constrained.exact_match, result.constrained.valid_rate)
+    assert result.constrained.valid_rate == 1.0

@@ -128,3 +128,38 @@ def test_mtls_and_sigterm_drains_in_flight_requests(tmp_path):
         assert '"msg": "draining"' in edge.log.read_text()
     finally:
         edge.stop()
+
+
+@pytest.mark.slow
+def test_four_sequences_cost_only_their_kv_cache(tmp_path, embedded_gguf_path):
+    """One model, one context: a server decoding 4 sequences holds at most the 1-sequence server's memory plus the
+    KV cache of the 3 extra sequences, + 10% (a pool of 4 contexts held 4 copies of everything else)."""
+    from llama_cpp import Llama
+
+    meta = Llama(str(embedded_gguf_path), vocab_only=True, verbose=False).metadata
+    layers, embd = int(meta["llama.block_count"]), int(meta["llama.embedding_length"])
+    heads, kv_heads = int(meta["llama.attention.head_count"]), int(meta["llama.attention.head_count_kv"])
+    n_ctx = 2048
+    kv_per_sequence = n_ctx * layers * 2 * (embd // heads * kv_heads) * 2  # K and V, f16
+
+    def rss(contexts: int) -> int:
+        edge = start_edge(tmp_path, "--contexts", str(contexts), "--queue", "0", "--n-ctx", str(n_ctx),
+                          metrics=False)
+        try:
+            async def load():
+                async with grpc.aio.insecure_channel(edge.target) as channel:
+                    from serve.proto import pb_grpc
+
+                    stub = pb_grpc.InferenceStub(channel)
+                    requests = [build_request(f"go to room {i}", max_tokens=24) for i in range(contexts)]
+                    return await asyncio.gather(*(stub.Generate(r, timeout=300) for r in requests))
+
+            assert all(r.completion.usage.completion_tokens > 0 for r in asyncio.run(load()))
+            return edge.rss_bytes()
+        finally:
+            edge.stop()
+
+    one, four = rss(1), rss(4)
+    extra_kv = 3 * kv_per_sequence
+    print(f"RSS contexts=1 {one / 2**20:.1f} MiB, contexts=4 {four / 2**20:.1f} MiB, extra KV {extra_kv / 2**20:.1f} MiB")
+    assert four <= (one + extra_kv) * 1.10

@@ -79,7 +79,7 @@ def test_health_and_reflection_with_generic_clients(edge):
 def test_model_info(client):
     info = client.model_info()
     assert info.task == "robot_sdk" and info.source == "embedded" and info.has_contract_grammar
-    assert info.contexts == 2 and info.queue == 2 and info.n_ctx == 2048
+    assert info.contexts == 4 and info.queue == 2 and info.n_ctx == 2048
     assert info.remote_model == "smol-remote" and info.few_shot_examples == len(load_task("robot_sdk").examples)
     assert info.sampling.max_tokens == 160
 
@@ -95,7 +95,7 @@ def test_constrained_answers_are_all_contract_valid(edge):
     async def run():
         async with grpc.aio.insecure_channel(edge.target) as channel:
             stub = pb_grpc.InferenceStub(channel)
-            gate = asyncio.Semaphore(4)  # contexts + queue: never RESOURCE_EXHAUSTED
+            gate = asyncio.Semaphore(6)  # sequences + queue: never RESOURCE_EXHAUSTED
 
             async def one(command):
                 async with gate:
@@ -190,31 +190,31 @@ def test_wrong_or_missing_token_is_unauthenticated(edge):
             assert bad.health() == "SERVING"
 
 
-def test_deadline_of_50ms_is_deadline_exceeded_and_frees_the_context(client):
+def test_deadline_of_50ms_is_deadline_exceeded_and_frees_the_sequence(client):
     with pytest.raises(grpc.RpcError) as exc:
         client.generate("go", grammar=ENDLESS, max_tokens=600, timeout=0.05)
     assert exc.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     with pytest.raises(grpc.RpcError) as exc:
         list(client.stream("go", grammar=ENDLESS, max_tokens=600, timeout=0.05))
     assert exc.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    for _ in range(2):  # both contexts are free again at once
+    for _ in range(4):  # every sequence is free again at once
         assert client.generate("go to the lab", max_tokens=4, constraint="none").timings.queue_ms < 1000
 
 
-def test_client_disconnect_mid_stream_frees_its_context(client):
-    streams = [client.stream("sing", grammar=ENDLESS, max_tokens=600) for _ in range(2)]  # both contexts busy
+def test_client_disconnect_mid_stream_frees_its_sequence(client):
+    streams = [client.stream("sing", grammar=ENDLESS, max_tokens=600) for _ in range(4)]  # every sequence busy
     for stream in streams:
         first = next(iter(stream))
         assert first.text
         stream.cancel()
     started = time.monotonic()
     answer = client.generate("go to the lab", max_tokens=4, constraint="none")
-    # 600 tokens would take many seconds; a freed context starts the next request at once.
+    # 600 tokens would take many seconds; a freed sequence starts the next request at once.
     assert answer.timings.queue_ms < 1000 and time.monotonic() - started < 10
 
 
 def test_overload_excess_clients_get_resource_exhausted_rest_succeed(edge, client):
-    capacity = 2 + 2  # contexts + queue
+    capacity = 4 + 2  # sequences + queue
     clients = 4 * capacity
 
     async def run():
