@@ -149,3 +149,13 @@ def test_stop_strings_end_the_answer_before_them(engine, robot_task):
 def test_grammar_that_does_not_compile_is_reported_not_crashing(engine, gbnf, problem):
     with pytest.raises(GrammarError, match=problem):
         engine.check_grammar(gbnf)
+
+
+def test_close_reserve_sizes_every_call_an_answer_may_hold(robot_task):
+    items = longest_items(robot_task.contract)
+    callees = {item[1:item.index("(")] for item in items}
+    assert callees == set(robot_task.contract.vocabulary())  # the compact calls too, not only the SDK allowlist
+    move = next(i for i in items if i.startswith('"move('))
+    assert move.startswith("\"move(direction='turn_right', speed='normal', seconds=") and len(move) == 62
+    # an open-vocabulary name closes after one character of its own charset (lower case here)
+    assert "\"find(name='x')\", " in items
