@@ -31,7 +31,7 @@ from tqdm import tqdm
 from edgetune.base_model import BaseModelRef
 from edgetune.config import ConfigError, load, to_dict
 from edgetune.rundir import RunDir, atomic_write, atomic_write_json, package_versions, sha256_file
-from edgetune.task import TaskSpec, load_task
+from edgetune.task import TaskSpec, load_holdout, load_task
 from export import ExportError
 from export.config import ExportConfig
 
@@ -110,6 +110,9 @@ def _quant_entry(quant: str, path: Path, result: Any, tensor_types: dict[str, in
         "constrained_invalid_stopped": constrained.stopped_invalid if constrained else 0,
         "constrained_reused": constrained.reused if constrained else None,
         "truncated": free.truncated + (constrained.truncated if constrained else 0),
+        "human_n": len(result.human.answers) if result.human else 0,
+        "human_exact_match": result.human.exact_match if result.human else None,
+        "human_valid_rate": result.human.valid_rate if result.human else None,
         "tokens_per_second": round(free.tokens_per_second, 2),
         "tensor_types": tensor_types,
     }
@@ -117,8 +120,8 @@ def _quant_entry(quant: str, path: Path, result: Any, tensor_types: dict[str, in
 
 # ---------------------------------------------------------------------------------------------------- choosing
 def choose(quants: list[dict[str, Any]], config: ExportConfig) -> dict[str, Any]:
-    """The smallest quant within ``tolerance`` points of F16's exact match that stops by itself and fits the
-    budget; sets each quant's ``eligible``/``rejected_because``. Raises when none qualifies."""
+    """The smallest quant within ``tolerance`` points of F16's exact match (on the test sample and, where the task
+    has one, the human set) that stops by itself and fits the budget; sets each quant's ``eligible``/``rejected_because``. Raises when none qualifies."""
     reference = next(q for q in quants if q["quant"] == "F16")
     budget = config.max_model_mb * 2**20
     for q in quants:
@@ -127,6 +130,11 @@ def choose(quants: list[dict[str, Any]], config: ExportConfig) -> dict[str, Any]
         if lost > config.tolerance + 1e-9:
             reasons.append(f"exact match {100 * q['exact_match']:.1f} is {lost:.1f} points below F16 "
                            f"(tolerance {config.tolerance:g})")
+        if q.get("human_exact_match") is not None and reference.get("human_exact_match") is not None:
+            lost_human = 100 * (reference["human_exact_match"] - q["human_exact_match"])
+            if lost_human > config.tolerance + 1e-9:
+                reasons.append(f"human-set exact match {100 * q['human_exact_match']:.1f} is {lost_human:.1f} points "
+                               f"below F16 (tolerance {config.tolerance:g})")
         answers = q["n"] * (2 if q["constrained_valid_rate"] is not None else 1)
         if q["truncated"] > config.max_truncated * answers:
             reasons.append(f"{q['truncated']} of {answers} answers ran into max_tokens instead of stopping")
@@ -228,23 +236,27 @@ def report(manifest: dict[str, Any], verification: dict[str, Any]) -> str:
         f"# Export report: run `{manifest['run']}`, task `{manifest['task']}`",
         "",
         f"**Chosen: {chosen['quant']}** (`{chosen['file']}`, {chosen['size_bytes'] / 2**20:.1f} MiB): the smallest "
-        f"quant within {manifest['selection']['tolerance_points']:g} points of F16's exact match that stops by "
+        f"quant within {manifest['selection']['tolerance_points']:g} points of F16's exact match (test sample and human "
+        f"set) that stops by "
         f"itself" + (f" and fits {manifest['selection']['max_model_mb']:g} MiB" if manifest['selection']['max_model_mb'] else "") + ".",
         "",
         f"Scored on {manifest['eval']['samples']} of {manifest['eval']['test_examples']} test examples (seed "
         f"{manifest['eval']['seed']}), max_tokens {manifest['sampling']['max_tokens']}, temperature "
         f"{manifest['sampling']['temperature']:g}. *free*: unconstrained; *grammar*: constrained by the contract's GBNF (greedy answers the grammar admits token by token are "
         "not generated twice: *reused* counts them). *tok/s*: completion tokens per second of the free run, prompt "
-        "processing included, on this machine.",
+        "processing included, on this machine. *human*: the task's held-out human-phrased set "
+        f"({manifest['eval'].get('human_samples', 0)} commands people wrote, never trained on), grammar on.",
         "",
-        "| quant | size MiB | exact free | exact grammar | valid free | valid grammar | F1 free | truncated | reused | tok/s | verdict |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| quant | size MiB | exact free | exact grammar | exact human | valid free | valid grammar | valid human | F1 free "
+        "| truncated | reused | tok/s | verdict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for q in manifest["quants"]:
         verdict = "**chosen**" if q["quant"] == chosen["quant"] else ("eligible" if q["eligible"] else "; ".join(q["rejected_because"]))
         lines.append(
             f"| {q['quant']} | {q['size_bytes'] / 2**20:.1f} | {_pct(q['exact_match'])} | {_pct(q['constrained_exact_match'])} "
-            f"| {_pct(q['valid_rate'])} | {_pct(q['constrained_valid_rate'])} | {_pct(q['f1'])} | {q['truncated']} "
+            f"| {_pct(q.get('human_exact_match'))} | {_pct(q['valid_rate'])} | {_pct(q['constrained_valid_rate'])} "
+            f"| {_pct(q.get('human_valid_rate'))} | {_pct(q['f1'])} | {q['truncated']} "
             f"| {'-' if q['constrained_reused'] is None else q['constrained_reused']} | {q['tokens_per_second']:.1f} | {verdict} |"
         )
     lines += [
@@ -316,6 +328,10 @@ def run(config: ExportConfig) -> Path:
     torch.set_num_threads(threads)
     order = sorted(random.Random(config.seed).sample(range(len(examples)), min(len(examples), config.eval_samples or len(examples))))
     sample = [examples[i] for i in order]
+    holdout = [(conv[:-1], conv[-1]["content"]) for conv in load_holdout(task)]
+    if config.human_samples:
+        holdout = [holdout[i] for i in sorted(random.Random(config.seed).sample(range(len(holdout)),
+                                                                                 min(len(holdout), config.human_samples)))]
     quant_names = sorted(config.quants, key=lambda q: q != "F16")  # F16 first: every other quant is made from it
     name = config.run
 
@@ -380,7 +396,7 @@ def run(config: ExportConfig) -> Path:
             del reader
             verify.check_tokenizer(files[quant], tokenizer, texts, chats)
             result = verify.evaluate_quant(files[quant], quant, task, sample, max_tokens, config.n_ctx, threads,
-                                           config.seed, stops, config.sequences)
+                                           config.seed, stops, config.sequences, holdout)
             results.append((quant, result, tensor_types))
             done(quant)
         steps.close()
@@ -410,6 +426,7 @@ def run(config: ExportConfig) -> Path:
             "adapter_sha256": sha256_file(run_dir.adapter / "adapter_model.safetensors"),
             "data_sha256": _data_hashes(run_dir),
             "eval": {"samples": len(sample), "test_examples": len(examples), "seed": config.seed,
+                     "human_samples": len(holdout),
                      "greedy_prompts": greedy["prompts"], "greedy_agreement": greedy["agreement"]},
             "selection": {"tolerance_points": config.tolerance, "max_model_mb": config.max_model_mb,
                           "max_truncated": config.max_truncated, "min_greedy_agreement": config.min_greedy_agreement},

@@ -22,6 +22,7 @@ class ExportConfig:
     runs_dir: str = ""  #: folder holding the run directories ("" = runs/, or $EDGETUNE_RUNS)
     quants: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))  #: GGUF types to make; F16 is the reference
     eval_samples: int = 50  #: test examples scored per quant and mode (0 = the whole test split)
+    human_samples: int = 50  #: examples of the task's held-out human set scored per quant, grammar on (0 = all)
     greedy_prompts: int = 8  #: test prompts on which HF-merged and F16 GGUF greedy outputs are compared
     min_greedy_agreement: float = 0.75  #: fraction of those prompts whose greedy tokens must be identical
     tolerance: float = 2.0  #: points of exact match (0-100) a quant may lose against F16 and still be chosen
@@ -43,7 +44,7 @@ class ExportConfig:
             yield "quants", "lists a quant twice"
         if self.sequences < 1:
             yield "sequences", "must be >= 1 (answers decoded at once)"
-        for name in ("eval_samples", "greedy_prompts", "max_tokens", "threads"):
+        for name in ("eval_samples", "human_samples", "greedy_prompts", "max_tokens", "threads"):
             if getattr(self, name) < 0:
                 yield name, "must be >= 0"
         for name in ("min_greedy_agreement", "max_truncated"):

@@ -249,6 +249,7 @@ class QuantResult:
     n: int
     free: ModeResult
     constrained: ModeResult | None  #: None for tasks without a grammar
+    human: ModeResult | None = None  #: the task's held-out human-phrased set, grammar on (what the robot gets)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -299,7 +300,7 @@ def _mode_result(task: TaskSpec, answers: Sequence["Outcome"], references: Seque
 
 def evaluate_quant(gguf_path: Path, quant: str, task: TaskSpec, examples: Sequence[tuple[Messages, str]],
                    max_tokens: int, n_ctx: int = 1024, threads: int = 0, seed: int = 0, stop: Sequence[str] = (),
-                   sequences: int = 4) -> QuantResult:
+                   sequences: int = 4, holdout: Sequence[tuple[Messages, str]] = ()) -> QuantResult:
     """(c)+(d) Answer every example with the task's sampling settings, free and with the contract's grammar, with
     the server's engine (edgetune.engine) as the server runs it: the same chat-template prompt, the same shared
     system-prompt prefix, the same stop strings and end-of-generation tokens, the same grammar path and close
@@ -307,7 +308,9 @@ def evaluate_quant(gguf_path: Path, quant: str, task: TaskSpec, examples: Sequen
 
     With greedy decoding a constrained answer is only generated when the free one is not admitted by the grammar
     (token by token, before the close reserve, see _grammar_accepts); otherwise it is the same answer. That halves
-    the cost for a model that mostly answers validly, and changes no result."""
+    the cost for a model that mostly answers validly, and changes no result.
+
+    ``holdout`` (the task's human-phrased set) is answered once, grammar on, as the server answers it."""
     from edgetune.engine import Engine, Request
     from edgetune.llama import LlamaCrash
 
@@ -324,7 +327,7 @@ def evaluate_quant(gguf_path: Path, quant: str, task: TaskSpec, examples: Sequen
     try:
         gen = task.generation
         references = [reference for _, reference in examples]
-        prompts = [engine.tokenize_chat(messages) for messages, _ in examples]
+        prompts = [engine.tokenize_chat(messages) for messages, _ in [*examples, *holdout]]
 
         def answer(indices: Sequence[int], grammar: str | None, desc: str) -> tuple[list[Any], float]:
             bar = tqdm(total=len(indices), desc=f"verify: {quant} {desc}", unit="prompt", leave=False)
@@ -336,7 +339,7 @@ def evaluate_quant(gguf_path: Path, quant: str, task: TaskSpec, examples: Sequen
             bar.close()
             return outcomes, time.perf_counter() - started
 
-        free, free_s = answer(range(len(prompts)), None, "free")
+        free, free_s = answer(range(len(examples)), None, "free")
         constrained_result = None
         grammar_text = task.contract.grammar()
         if grammar_text:
@@ -349,6 +352,10 @@ def evaluate_quant(gguf_path: Path, quant: str, task: TaskSpec, examples: Sequen
             rate = _rate(again, seconds) if again else _rate(free, free_s)
             constrained_result = _mode_result(task, constrained, references, rate, sum(keep))
         free_result = _mode_result(task, free, references, _rate(free, free_s))
+        human_result = None
+        if holdout:
+            human, seconds = answer(range(len(examples), len(prompts)), grammar_text, "human")
+            human_result = _mode_result(task, human, [reference for _, reference in holdout], _rate(human, seconds))
     finally:
         engine.close()
-    return QuantResult(quant, len(examples), free_result, constrained_result)
+    return QuantResult(quant, len(examples), free_result, constrained_result, human_result)

@@ -12,7 +12,7 @@ from export import ExportError, bundle
 from export.config import ExportConfig
 
 #: A random model never stops and never answers right: allow truncation and skip the greedy bar, keep it short.
-FAST = dict(eval_samples=3, greedy_prompts=2, max_tokens=8, max_truncated=1.0, min_greedy_agreement=0.0, threads=2)
+FAST = dict(eval_samples=3, human_samples=4, greedy_prompts=2, max_tokens=8, max_truncated=1.0, min_greedy_agreement=0.0, threads=2)
 
 
 def _config(run, **overrides) -> ExportConfig:
@@ -32,6 +32,8 @@ def test_export_writes_a_complete_verified_bundle(make_run):
         assert (out / q["file"]).stat().st_size == q["size_bytes"]
         assert q["n"] == 3 and 0.0 <= q["exact_match"] <= 1.0 and q["tokens_per_second"] > 0
         assert q["constrained_valid_rate"] is not None
+        # the human set is answered grammar on, as the robot gets it: always contract-valid
+        assert q["human_n"] == 4 and q["human_valid_rate"] == 1.0 and 0.0 <= q["human_exact_match"] <= 1.0
     # a random model scores 0 everywhere, so every quant is within tolerance and the smallest wins
     assert manifest["chosen"]["quant"] == "Q4_K_M"
     assert manifest["chosen"]["sha256"] == sha256_file(out / manifest["chosen"]["file"])
@@ -46,6 +48,7 @@ def test_export_writes_a_complete_verified_bundle(make_run):
            '<|im_start|>assistant\n{{ .Response }}<|im_end|>\n"""' in modelfile
     report = (out / "REPORT.md").read_text()
     assert "**Chosen: Q4_K_M**" in report and "| Q8_0 |" in report and "quality_vs_size.png" in report
+    assert "exact human" in report and manifest["eval"]["human_samples"] == 4
     assert (out / "quality_vs_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert run.stage("export")["outputs"]["chosen"]["quant"] == "Q4_K_M"
     # no staging leftovers (the manifest's lock file is RunDir's own and stays)
@@ -94,6 +97,14 @@ def test_choose_smallest_within_tolerance_that_stops_and_fits():
     assert bundle.choose(quants, config)["quant"] == "Q8_0"
     with pytest.raises(ExportError, match=r"no quant qualifies:(.|\n)*Q8_0: 160.0 MiB exceeds max_model_mb=120"):
         bundle.choose(quants, ExportConfig(run="r", max_model_mb=120))
+
+
+def test_choose_also_holds_the_human_set_to_the_tolerance():
+    quants = [{**_quant("F16", 300 * 2**20, 0.90), "human_exact_match": 0.80},
+              {**_quant("Q8_0", 160 * 2**20, 0.90), "human_exact_match": 0.80},
+              {**_quant("Q4_K_M", 100 * 2**20, 0.90), "human_exact_match": 0.70}]
+    assert bundle.choose(quants, ExportConfig(run="r"))["quant"] == "Q8_0"
+    assert quants[2]["rejected_because"] == ["human-set exact match 70.0 is 10.0 points below F16 (tolerance 2)"]
 
 
 def test_config_errors_name_the_field():
