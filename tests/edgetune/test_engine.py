@@ -93,8 +93,9 @@ def test_close_reserve_keeps_a_looping_answer_valid(engine, robot_task):
     assert longest >= 20  # "sport.Move(vx=-1.0, vy=-0.5, vyaw=-1.5)", ...
     assert engine.close_reserve == close_reserve(robot_task.contract, engine.tokenize_text) == longest + 4
     prompt = engine.tokenize_chat(_chat(robot_task, "walk forward, then walk forward again, and again, and again"))
-    (out,) = engine.run([Request(prompt=prompt, max_tokens=64, grammar=robot_task.contract.grammar())])
-    assert out.finish == "stop" and out.forced_close and len(out.tokens) <= 64
+    budget = engine.close_reserve + 8  # the reserve starts before any item can close by itself
+    (out,) = engine.run([Request(prompt=prompt, max_tokens=budget, grammar=robot_task.contract.grammar())])
+    assert out.finish == "stop" and out.forced_close and len(out.tokens) <= budget
     assert robot_task.contract.validate(out.text).valid, out.text
 
 

@@ -237,7 +237,7 @@ def test_make_data_writes_valid_leak_free_splits_fast(tmp_path, robot_task, caps
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     stage = manifest["stages"]["data"]
     assert stage["task"] == "robot_sdk" and stage["counts"] == report["counts"] and set(stage["sha256"]) == set(SPLITS)
-    assert "train 1000  val 100  test 200" in capsys.readouterr().out
+    assert f"train {sizes['train']}  val {sizes['val']}  test {sizes['test']}" in capsys.readouterr().out
 
 
 def test_expanded_answers_are_the_same_commands_as_sdk_calls(tmp_path, robot_task):
