@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgetune.config import ConfigError
+from edgetune.task import load_holdout, load_task
 from tests.train.tiny_llama import build_run, build_tiny_llama
 from train.finetune import FinetuneConfig, FinetuneError, load_config, main, run
 
@@ -65,6 +66,10 @@ def test_run_writes_the_agreed_adapter_files(trained):
     assert {p.name for p in adapter.iterdir()} == ADAPTER_FILES  # checkpoints are removed after success
     for key in ("exact_match", "valid_rate", "n"):
         assert key in report["base"] and key in report["tuned"]
+    # the task's held-out human set is scored too: the tuned model on all of it, the base model on its subset
+    humans = len(load_holdout(load_task("robot_sdk")))
+    assert report["human"]["tuned"]["n"] == report["examples"]["human"] == humans
+    assert 0 < report["human"]["base"]["n"] <= humans
     assert report["wall_seconds"] > 0 and report["train_tokens_per_second"] > 0
     assert report["steps"] == 20 and report["hardware"]["processes"] == 1
     assert [v["step"] for v in report["val_loss"]] == [10, 20]
