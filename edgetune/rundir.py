@@ -6,6 +6,8 @@
       adapter/        LoRA adapter, tokenizer, train_report.json           (make train)
       bundle/         GGUFs, manifest.json, REPORT.md, Modelfile           (make export)
       bench/          bench.json, tables and plots                         (make bench)
+      prompt_opt/     DSPy-optimized program, its demos, DSPy's LM cache     (python -m train prompt-opt)
+      compare/        compare.json, COMPARE.md, compare.png                (make compare)
 
 Everything is written atomically (temp file + rename) so a crash never leaves a half-written artifact.
 """
@@ -111,6 +113,14 @@ class RunDir:
     @property
     def bench(self) -> Path:
         return self.root / "bench"
+
+    @property
+    def prompt_opt(self) -> Path:
+        return self.root / "prompt_opt"
+
+    @property
+    def compare(self) -> Path:
+        return self.root / "compare"
 
     @property
     def manifest_path(self) -> Path:

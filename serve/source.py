@@ -16,6 +16,7 @@ from typing import Any
 
 from edgetune.config import ConfigError, from_dict
 from edgetune.contract import ContractSpec
+from edgetune.demos import DEMOS_FILE, read_demos
 from edgetune.rundir import RunDir
 from edgetune.task import GenerationSpec, TaskSpec, load_task
 from serve.config import ServeConfig
@@ -127,7 +128,13 @@ def resolve(config: ServeConfig) -> Served:
             raise ConfigError("command line", "--model", f"{model_path} does not exist; pass a GGUF file")
         facts.update(model_path=model_path, source="flag", quant="", sha256="")
     few_shot = config.few_shot == "on" or (config.few_shot == "auto" and facts["source"] == "embedded")
-    if few_shot:
+    if config.few_shot == "dspy":
+        demos = read_demos(run.prompt_opt / DEMOS_FILE)
+        if demos.task != facts["task"].name:
+            raise ConfigError(run.prompt_opt / DEMOS_FILE, "task", f"demos are for {demos.task!r}, the server serves "
+                              f"{facts['task'].name!r}; re-run `python -m train prompt-opt --run {config.run}`")
+        facts["few_shot"] = demos.turns()
+    elif few_shot:
         task = facts["task"]
         facts["few_shot"] = [
             {"role": role, "content": example[key]}

@@ -3,6 +3,7 @@
     python -m train data       --run default --task robot_sdk --teacher synth    build the dataset
     python -m train finetune   --run default                                     QLoRA-tune the base model
     python -m train openai-ft  --run default                                     fine-tune an OpenAI model
+    python -m train prompt-opt --run default                                     DSPy few-shot prompt, base model
 
 Each command has its own --help.
 """
@@ -17,6 +18,7 @@ COMMANDS = {
     "data": ("train.data", "generate, validate, deduplicate and split the dataset"),
     "finetune": ("train.finetune", "QLoRA fine-tune the base model on the dataset"),
     "openai-ft": ("train.openai_ft", "fine-tune an OpenAI model on the same dataset"),
+    "prompt-opt": ("train.prompt_opt", "optimize a few-shot prompt for the untuned base model with DSPy"),
 }
 
 
