@@ -36,7 +36,7 @@ PROTOC := PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -I pro
 PROTOS := $(wildcard proto/edgetune/v1/*.proto)
 BASE_FLAG := $(if $(BASE_MODEL),--base-model "$(BASE_MODEL)",)
 
-.PHONY: help setup data train export serve bench llama-server openai-ft test proto docker-train docker-edge clean distclean
+.PHONY: help setup data train export serve bench compare llama-server openai-ft test proto docker-train docker-edge clean distclean
 
 help: ## list the targets
 	@echo "usage: make TARGET [RUN=default TASK=robot_sdk BASE_MODEL=... TEACHER=synth|openai PORT=50051 ARGS=...]"
@@ -80,6 +80,9 @@ serve: setup ## gRPC server on PORT for runs/$(RUN)/bundle (the embedded model i
 
 bench: setup ## latency benchmarks -> runs/$(RUN)/bench
 	$(PY) -m bench --run $(RUN) $(ARGS)
+
+compare: setup ## DSPy prompt vs local LoRA vs OpenAI fine-tune on quality, latency, cost -> runs/$(RUN)/compare
+	$(PY) -m bench.compare --run $(RUN) $(ARGS)
 
 llama-server: setup ## build llama.cpp's C++ llama-server (the bench's peer) once, into ~/.cache/edgetune (~15 min)
 	$(PY) -m bench.peer

@@ -228,7 +228,31 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def report(manifest: dict[str, Any], verification: dict[str, Any]) -> str:
+COMPARE_HEADING = "## Compared with prompt optimization and OpenAI fine-tuning"
+
+
+def compare_section(run_dir: RunDir) -> list[str]:
+    """REPORT.md's link to runs/RUN/compare/COMPARE.md (`make compare`), when that exists."""
+    if not (run_dir.compare / "COMPARE.md").is_file():
+        return []
+    return ["", COMPARE_HEADING, "", "DSPy prompt optimization vs this LoRA vs OpenAI fine-tuning on the same test "
+            "commands (quality, latency, cost): [../compare/COMPARE.md](../compare/COMPARE.md)", ""]
+
+
+def link_compare(run_dir: RunDir) -> bool:
+    """Add the compare link to an existing bundle/REPORT.md (compare runs after export); True when it was added."""
+    path = run_dir.bundle / "REPORT.md"
+    section = compare_section(run_dir)
+    if not path.is_file() or not section:
+        return False
+    text = path.read_text(encoding="utf-8")
+    if COMPARE_HEADING in text:
+        return False
+    atomic_write(path, text.rstrip("\n") + "\n" + "\n".join(section))
+    return True
+
+
+def report(manifest: dict[str, Any], verification: dict[str, Any], run_dir: RunDir | None = None) -> str:
     chosen = manifest["chosen"]
     greedy = verification["greedy"]
     tok = verification["tokenizer"]
@@ -284,6 +308,7 @@ def report(manifest: dict[str, Any], verification: dict[str, Any]) -> str:
         for quant, answer in sample["answers"].items():
             lines.append(f"   - {quant}: `{answer.strip()[:300]}`")
     lines += ["", f"Versions: " + ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()), ""]
+    lines += compare_section(run_dir) if run_dir else []
     return "\n".join(lines)
 
 
@@ -442,7 +467,7 @@ def run(config: ExportConfig) -> Path:
         }
         atomic_write_json(staged / "manifest.json", manifest)
         atomic_write_json(staged / "verification.json", verification)
-        atomic_write(staged / "REPORT.md", report(manifest, verification))
+        atomic_write(staged / "REPORT.md", report(manifest, verification, run_dir))
         plot_quality_vs_size(quants, chosen["quant"], staged / "quality_vs_size.png")
         atomic_write(staged / "Modelfile", modelfile(chosen["file"], tokenizer, task, stops, max_tokens, config.n_ctx))
         _install(staged, run_dir.bundle)

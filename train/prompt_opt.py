@@ -71,9 +71,15 @@ class PromptOptConfig:
             yield "n_ctx", "must be >= 256 tokens"
 
 
-def _quiet_network() -> None:
-    """DSPy and LiteLLM fetch a model price map from GitHub on first use; edgetune uses no network but the registry."""
+def _import_dspy() -> Any:
+    """dspy, without the model price map DSPy and LiteLLM fetch from GitHub on first use (no network here)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    try:
+        import dspy
+    except ImportError as exc:
+        raise ConfigError("environment", "dspy", "not installed; `make setup` installs it (the dev extra: "
+                          "pip install -e '.[dev]')") from exc
+    return dspy
 
 
 def task_of(run_dir: RunDir) -> tuple[TaskSpec, str, int]:
@@ -105,7 +111,7 @@ def _pairs(path: Path) -> list[tuple[str, str]]:
 
 def _adapter(system_prompt: str) -> Any:
     """A DSPy adapter that renders a Predict(command -> answer) as the edge server's chat, and parses it back."""
-    from dspy.adapters.base import Adapter
+    Adapter = _import_dspy().adapters.base.Adapter
 
     class ServerChat(Adapter):
         def format(self, signature, demos, inputs):
@@ -130,9 +136,7 @@ def metric(task: TaskSpec):
 
 
 def new_program() -> Any:
-    import dspy
-
-    return dspy.Predict("command -> answer")
+    return _import_dspy().Predict("command -> answer")
 
 
 def load_program(path: Path) -> Any:
@@ -143,7 +147,7 @@ def load_program(path: Path) -> Any:
 
 
 def _optimizer(config: PromptOptConfig, task: TaskSpec) -> Any:
-    import dspy
+    dspy = _import_dspy()
 
     common = dict(metric=metric(task), max_bootstrapped_demos=config.max_bootstrapped_demos,
                   max_labeled_demos=config.max_labeled_demos, max_rounds=1)
@@ -179,11 +183,9 @@ def _evaluate(program: Any, task: TaskSpec, examples: list[Any]) -> dict[str, An
 
 def run(run: str, config: PromptOptConfig, runs_dir: str | Path | None = None) -> Path:
     """Optimize the program for ``runs/RUN``; returns the path of demos.json."""
-    _quiet_network()
     import contextlib
 
-    import dspy
-
+    dspy = _import_dspy()
     run_dir = RunDir.named(run, runs_dir)
     out = run_dir.prompt_opt
     task, system_prompt, max_tokens = task_of(run_dir)
