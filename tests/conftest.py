@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgetune.task import TaskSpec, load_task
+from edgetune.task import TaskSpec, load_holdout, load_task
 
 pytest_plugins = ["pytester"]  # tests/edgetune/test_llama.py runs a pytest session in a child process
 #: The settings the embedded model is probed with (those of most tests that load it).
@@ -33,3 +33,19 @@ def embedded_gguf_path():
     except LlamaCrash as exc:
         pytest.fail(str(exc), pytrace=False)
     return path
+
+
+def write_small_run(root, task: TaskSpec, sizes=(12, 6, 6)):
+    """A run directory with train/val/test splits cut from the task's held-out set (real, contract-valid pairs;
+    what they were written for does not matter to tests of the stages that read splits)."""
+    import json
+
+    conversations = load_holdout(task)
+    data = root / "data"
+    data.mkdir(parents=True)
+    start = 0
+    for name, size in zip(("train", "val", "test"), sizes):
+        lines = [json.dumps({"messages": c}) for c in conversations[start:start + size]]
+        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+        start += size
+    return root

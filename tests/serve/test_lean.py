@@ -8,7 +8,7 @@ import sys
 
 from tests.serve.conftest import ROOT
 
-FORBIDDEN = ("torch", "transformers", "peft", "trl", "bitsandbytes", "train", "export")
+FORBIDDEN = ("torch", "transformers", "peft", "trl", "bitsandbytes", "train", "export", "dspy", "litellm")
 
 
 def test_server_and_client_import_without_training_stack(proto_stubs):

@@ -66,3 +66,29 @@ def test_errors_name_the_field(runs, embedded_gguf_path):
         from edgetune.config import from_dict
 
         from_dict(ServeConfig, {"contexts": 0})
+
+
+def test_dspy_demos_become_the_few_shot_turns(runs, embedded_gguf_path):
+    from edgetune.demos import Demos, write_demos
+
+    bundle = _bundle(runs, embedded_gguf_path)
+    pairs = [{"user": "sit down", "assistant": '["sport.Sit()"]'}, {"user": "wave", "assistant": '["sport.Hello()"]'}]
+    write_demos(runs / "r1" / "prompt_opt" / "demos.json", Demos(task="robot_sdk", pairs=pairs))
+    served = resolve(ServeConfig(run="r1", model=str(bundle / "model-Q4_1.gguf"), few_shot="dspy"))
+    assert served.chat("go") == [
+        {"role": "system", "content": "Answer with robot calls."},
+        {"role": "user", "content": "sit down"}, {"role": "assistant", "content": '["sport.Sit()"]'},
+        {"role": "user", "content": "wave"}, {"role": "assistant", "content": '["sport.Hello()"]'},
+        {"role": "user", "content": "go"}]
+    assert served.chat("go", few_shot=False)[1:] == [{"role": "user", "content": "go"}]  # the remote's chat
+    assert resolve(ServeConfig(run="r1")).few_shot == []  # only when asked for
+
+
+def test_dspy_demos_missing_or_for_another_task(runs, embedded_gguf_path):
+    from edgetune.demos import Demos, write_demos
+
+    with pytest.raises(ConfigError, match="demos.json: does not exist; re-run `python -m train prompt-opt"):
+        resolve(ServeConfig(run="r9", few_shot="dspy"))
+    write_demos(runs / "r9" / "prompt_opt" / "demos.json", Demos(task="student_2nd_grade", pairs=[]))
+    with pytest.raises(ConfigError, match="demos are for 'student_2nd_grade', the server serves 'robot_sdk'"):
+        resolve(ServeConfig(run="r9", few_shot="dspy"))

@@ -1,0 +1,68 @@
+"""DSPy prompt optimization end to end: the real llama_cpp.server on loopback serving the embedded GGUF, a tiny
+budget; the saved program reloads, its demos come from the train split, and a rerun is answered from DSPy's cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgetune.demos import read_demos
+from tests.conftest import write_small_run
+from train.prompt_opt import PromptOptConfig, load_program, main, metric, run
+
+pytestmark = pytest.mark.timeout(300)
+TINY = PromptOptConfig(train_examples=3, val_examples=2, max_labeled_demos=2, max_bootstrapped_demos=1, n_threads=1)
+
+
+@pytest.fixture(scope="module")
+def optimized(tmp_path_factory, robot_task, embedded_gguf_path):
+    runs = tmp_path_factory.mktemp("runs")
+    write_small_run(runs / "opt", robot_task)
+    return runs, run("opt", TINY, runs)
+
+
+@pytest.mark.slow
+def test_optimization_writes_a_program_that_reloads(optimized, robot_task):
+    runs, demos_path = optimized
+    demos = read_demos(demos_path)
+    train = [json.loads(line)["messages"] for line in (runs / "opt" / "data" / "train.jsonl").read_text().splitlines()]
+    train_pairs = {(m[1]["content"], m[2]["content"]) for m in train}
+    assert demos.task == "robot_sdk" and len(demos.pairs) == 2
+    assert all((p["user"], p["assistant"]) in train_pairs for p in demos.pairs)  # demos come from the train split
+    assert demos.facts["optimizer"] == "BootstrapFewShot" and demos.facts["lm"]["grammar"] is True
+    assert demos.facts["val"]["n"] == 2 and 0 <= demos.facts["val"]["f1"] <= 1
+
+    program = load_program(demos_path.parent / "program.json")
+    assert [(d["command"], d["answer"]) for d in program.demos] == [(p["user"], p["assistant"]) for p in demos.pairs]
+    stage = json.loads((runs / "opt" / "manifest.json").read_text())["stages"]["prompt_opt"]
+    assert stage["outputs"]["demos"] == str(demos_path) and stage["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_rerun_is_answered_from_the_cache(optimized):
+    runs, demos_path = optimized
+    first = read_demos(demos_path)
+    log = demos_path.parent / "logs" / "llama_cpp_server.log"
+    assert log.read_text().count("POST /v1/chat/completions") >= 3  # bootstrap + val: the LM really answered
+    assert any(p.is_file() for p in (demos_path.parent / "dspy_cache").rglob("*"))  # DSPy's cache is in the run
+    again = read_demos(run("opt", TINY, runs))
+    assert again.pairs == first.pairs and again.facts["val"] == first.facts["val"]
+    assert log.read_text().count("POST /v1/chat/completions") == 0  # the rerun's server was never asked
+
+
+def test_metric_is_the_contract_scorer(robot_task):
+    import dspy
+
+    score = metric(robot_task)
+    example = dspy.Example(command="sit", answer='["sport.Sit()"]')
+    assert score(example, dspy.Prediction(answer='["sport.Sit()"]')) == 1.0
+    assert score(example, dspy.Prediction(answer='["sport.Sit()", "sport.Hello()"]')) == pytest.approx(2 / 3)
+    assert score(example, dspy.Prediction(answer='["sport.Hello()"]'), trace=[]) is False  # bootstrap: exact only
+
+
+def test_bad_budget_and_missing_data_exit_2(tmp_path, capsys):
+    assert main(["--run", "x", "--runs-dir", str(tmp_path), "--set", "train_examples=0"]) == 2
+    assert "train_examples" in capsys.readouterr().err
+    assert main(["--run", "x", "--runs-dir", str(tmp_path)]) == 2
+    assert "train.jsonl: missing; run `make data` first" in capsys.readouterr().err
