@@ -52,7 +52,7 @@ METHODS = {
 class CompareConfig:
     """What to compare and how hard; every field is a ``--set key=value`` (``prompt_opt.X`` for the optimizer)."""
 
-    prompts: int = 24  #: test commands per method (a seeded sample of the test split); 24 keeps it ~10 min on 2 cores
+    prompts: int = 32  #: test commands per method (a seeded sample of the test split); 32 keeps it < 10 min on 2 cores
     seed: int = 0  #: which test commands are drawn
     methods: list[str] = field(default_factory=lambda: list(METHODS))  #: which rows to run
     prompt_opt: PromptOptConfig = field(default_factory=PromptOptConfig)  #: DSPy's optimizer and budget
@@ -203,7 +203,8 @@ def _local_costs(row: dict[str, Any], prices: Prices, one_time_s: float, data_us
     row["cost"] = {
         "one_time": data_usd + one_time_s * prices.local.per_second,
         "per_1k": row["mean_ms"] / 1000 * 1000 * prices.local.per_second,
-        "one_time_basis": f"{one_time_s:.0f} s of this machine" + (f" + ${data_usd:.2f} teacher data" if data_usd else ""),
+        "one_time_basis": (f"{one_time_s:.0f} s of this machine" if one_time_s else "nothing to set up")
+                          + (f" + ${data_usd:.2f} teacher data" if data_usd else ""),
         "per_1k_basis": "machine time here",
     }
 

@@ -34,7 +34,7 @@ def verdict(result: dict[str, Any]) -> str:
     if not ok:
         return "No method ran; see the skipped rows."
     label = lambda m: f"**{result['methods'][m]['label']}**"  # noqa: E731
-    best = max(ok, key=lambda m: (ok[m]["exact_match"], ok[m]["f1"]))
+    best = max(ok, key=lambda m: (ok[m]["exact_match"], ok[m]["f1"], ok[m]["valid_rate"]))
     fastest = min(ok, key=lambda m: ok[m]["p50_ms"])
     cheapest_run = min(ok, key=lambda m: ok[m]["cost"]["per_1k"] if ok[m]["cost"]["per_1k"] is not None else 1e9)
     cheapest_setup = min(ok, key=lambda m: ok[m]["cost"]["one_time"])
@@ -52,9 +52,10 @@ def verdict(result: dict[str, Any]) -> str:
                      "demos lengthen every prompt) and needs no training.")
     if "lora_grammar" in ok and "base_dspy" in ok:
         gap = ok["lora_grammar"]["exact_match"] - ok["base_dspy"]["exact_match"]
-        parts.append(f"Fine-tuning locally is worth it here when {100 * gap:+.1f} points over the optimized prompt "
-                     f"justify {_usd(ok['lora_grammar']['cost']['one_time'])} of one-time machine time; on the robot "
-                     "it also keeps prompts short and runs offline.")
+        parts.append(f"Local LoRA is {100 * gap:+.1f} points of exact match from the optimized prompt for "
+                     f"{_usd(ok['lora_grammar']['cost']['one_time'])} of one-time cost "
+                     f"({ok['lora_grammar']['cost']['one_time_basis']}); on the robot it also keeps prompts short "
+                     "and needs no network.")
     skipped = [m for m, r in result["methods"].items() if r["status"] != "ok"]
     if skipped:
         parts.append("Not measured: " + "; ".join(f"{result['methods'][m]['label']} ({result['methods'][m]['note']})"

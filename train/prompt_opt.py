@@ -2,12 +2,14 @@
 changed (the first of the three adaptation methods `make compare` weighs: DSPy prompt, local LoRA, OpenAI fine-tune).
 
     python -m train prompt-opt --run default                  # base GGUF behind llama_cpp.server on loopback
-    python -m train prompt-opt --run default --set optimizer=random_search --set candidates=4
+    python -m train prompt-opt --run default --set optimizer=bootstrap --set candidates=4
     python -m train prompt-opt --run default --set base_url=http://127.0.0.1:8000/v1 --set lm_model=NAME
 
-The program is one ``dspy.Predict("command -> answer")``; an optimizer (``BootstrapFewShot``, or
-``BootstrapFewShotWithRandomSearch``) picks its demos from the train split, scored by the task's contract scorer
-(per-call F1; a bootstrapped demo must match exactly). The DSPy adapter renders the program as the edge server's
+The program is one ``dspy.Predict("command -> answer")``; an optimizer picks its demos from the train split,
+scored by the task's contract scorer (per-call F1; a bootstrapped demo must match exactly):
+``BootstrapFewShotWithRandomSearch`` (default) scores zero-shot, the labeled demos, the bootstrapped ones and
+``candidates`` random demo sets on the val sample and keeps the best; ``BootstrapFewShot`` bootstraps one set.
+A 135M base model rarely answers a train command exactly, so most demos end up labeled ones, not bootstrapped. The DSPy adapter renders the program as the edge server's
 own chat (the system prompt, each demo a user/assistant turn, the command), so what is optimized is what
 ``python -m serve --few-shot dspy`` serves. The LM is any OpenAI-compatible endpoint; by default the embedded
 SmolLM2-135M served by ``llama_cpp.server`` on a free loopback port, answers constrained by the contract's grammar
@@ -42,7 +44,7 @@ CACHE_DIR = "dspy_cache"
 class PromptOptConfig:
     """The optimizer, its budget and the LM; every field is a ``--set key=value``."""
 
-    optimizer: Literal["bootstrap", "random_search"] = "bootstrap"  #: BootstrapFewShot or ...WithRandomSearch
+    optimizer: Literal["random_search", "bootstrap"] = "random_search"  #: BootstrapFewShot[WithRandomSearch]
     train_examples: int = 8  #: train-split examples the optimizer draws demos from (one LM call each to bootstrap)
     val_examples: int = 8  #: val-split examples the optimized program is scored on (random_search: per candidate)
     max_bootstrapped_demos: int = 2  #: demos the base model itself answered exactly right

@@ -12,7 +12,7 @@ from tests.conftest import write_small_run
 from train.prompt_opt import PromptOptConfig, load_program, main, metric, run
 
 pytestmark = pytest.mark.timeout(300)
-TINY = PromptOptConfig(train_examples=3, val_examples=2, max_labeled_demos=2, max_bootstrapped_demos=1, n_threads=1)
+TINY = PromptOptConfig(optimizer="bootstrap", train_examples=3, val_examples=2, max_labeled_demos=2, max_bootstrapped_demos=1, n_threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +66,16 @@ def test_bad_budget_and_missing_data_exit_2(tmp_path, capsys):
     assert "train_examples" in capsys.readouterr().err
     assert main(["--run", "x", "--runs-dir", str(tmp_path)]) == 2
     assert "train.jsonl: missing; run `make data` first" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_random_search_keeps_the_best_scoring_candidate(tmp_path, robot_task, embedded_gguf_path):
+    write_small_run(tmp_path / "rs", robot_task)
+    config = PromptOptConfig(optimizer="random_search", train_examples=2, val_examples=1, max_labeled_demos=2,
+                             max_bootstrapped_demos=1, candidates=0, n_threads=1)
+    demos = read_demos(run("rs", config, tmp_path))
+    assert demos.facts["optimizer"] == "BootstrapFewShotWithRandomSearch" and demos.facts["val"]["n"] == 1
+    # its candidates (zero-shot, labeled, bootstrapped) were each scored on the val sample: LM calls beyond bootstrap
+    log = (tmp_path / "rs" / "prompt_opt" / "logs" / "llama_cpp_server.log").read_text()
+    assert log.count("POST /v1/chat/completions") >= 3
+    assert len(load_program(tmp_path / "rs" / "prompt_opt" / "program.json").demos) == len(demos.pairs) <= 2
