@@ -34,7 +34,7 @@ def verdict(result: dict[str, Any]) -> str:
     if not ok:
         return "No method ran; see the skipped rows."
     label = lambda m: f"**{result['methods'][m]['label']}**"  # noqa: E731
-    best = max(ok, key=lambda m: (ok[m]["exact_match"], ok[m]["f1"], ok[m]["valid_rate"]))
+    best = max(ok, key=lambda m: (ok[m]["exact_match"], ok[m]["valid_rate"], ok[m]["f1"]))
     fastest = min(ok, key=lambda m: ok[m]["p50_ms"])
     cheapest_run = min(ok, key=lambda m: ok[m]["cost"]["per_1k"] if ok[m]["cost"]["per_1k"] is not None else 1e9)
     cheapest_setup = min(ok, key=lambda m: ok[m]["cost"]["one_time"])
