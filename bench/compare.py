@@ -20,6 +20,7 @@ Writes runs/RUN/compare/{compare.json, COMPARE.md, compare.png} and links COMPAR
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -264,7 +265,9 @@ def run(run: str, config: CompareConfig, prices_path: str | Path = "", runs_dir:
     if "base_zero_shot" in wanted:
         measure("base", base_model, "off", {"base_zero_shot": "contract"})
         _local_costs(rows["base_zero_shot"], prices, 0.0, 0.0)
-    if "base_dspy" in wanted:
+    if "base_dspy" in wanted and importlib.util.find_spec("dspy") is None:
+        rows["base_dspy"] = {"status": "skipped", "note": "dspy is not installed (`make setup` installs the dev extra)"}
+    elif "base_dspy" in wanted:
         print("compare: optimizing the DSPy prompt (train.prompt_opt)", file=sys.stderr)
         demos_path = prompt_opt.run(run, config.prompt_opt, runs_dir)
         measure("dspy", base_model, "dspy", {"base_dspy": "contract"})

@@ -86,15 +86,13 @@ def _import_dspy() -> Any:
 
 def task_of(run_dir: RunDir) -> tuple[TaskSpec, str, int]:
     """(task, system prompt, answer max_tokens) exactly as the server reads them (the bundle first)."""
-    from serve.source import DEFAULT_TASK  # serve.source is torch-free; one place for the default
-
     bundle = run_dir.bundle / "manifest.json"
     facts: dict[str, Any] = {}
     if bundle.is_file():
         import json
 
         facts = json.loads(bundle.read_text(encoding="utf-8"))
-    task = load_task(facts.get("task") or (run_dir.stage("data") or {}).get("task") or DEFAULT_TASK)
+    task = load_task(facts.get("task") or (run_dir.stage("data") or {}).get("task") or "robot_sdk")
     max_tokens = int((facts.get("sampling") or {}).get("max_tokens") or task.generation.max_tokens)
     return task, facts.get("system_prompt") or task.system, max_tokens
 
