@@ -119,3 +119,34 @@ def test_help_and_bad_input(capsys, tmp_path):
     assert exit_info.value.code == 0 and "make compare" in capsys.readouterr().out
     assert main(["--run", "x", "--runs-dir", str(tmp_path), "--set", "methods=[nope]"]) == 2
     assert "unknown ['nope']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_openai_ft_row_over_a_real_openai_compatible_server(tmp_path, robot_task, embedded_gguf_path, monkeypatch):
+    """The remote row with a key, against llama_cpp.server on loopback standing in for OpenAI's API."""
+    import sys
+
+    from bench.targets import ServerProcess, _http_ok, free_port
+
+    write_small_run(tmp_path / "remote", robot_task)
+    model = "ft:gpt-4o-mini-2024-07-18:edgetune::test"
+    port = free_port()
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf_path), "--host", "127.0.0.1",
+            "--port", str(port), "--n_ctx", "1024", "--n_threads", "1", "--model_alias", model]
+    base = f"http://127.0.0.1:{port}/v1"
+    (tmp_path / "remote" / "openai_ft.json").write_text(json.dumps({
+        "job_id": "ftjob-1", "status": "succeeded", "model": model, "base_model": "gpt-4o-mini-2024-07-18",
+        "base_url": base, "trained_tokens": 1_000_000}))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with ServerProcess("llama_cpp.server", argv, tmp_path / "remote.log", lambda: _http_ok(f"{base}/models"), 120):
+        path = run("remote", CompareConfig(prompts=2, methods=["openai_ft"]), runs_dir=tmp_path)
+    row = json.loads(path.read_text())["methods"]["openai_ft"]
+    assert row["status"] == "ok" and row["n"] == 2 and row["p50_ms"] > 0 and row["model"]["id"] == model
+    prices = load_prices()
+    inp, outp = prices.openai.inference_per_mtok["gpt-4o-mini-2024-07-18"]
+    assert row["prompt_tokens_mean"] > 20 and row["completion_tokens_mean"] > 0  # the API's own usage counts
+    assert row["cost"]["per_1k"] == pytest.approx(
+        (row["prompt_tokens_mean"] * inp + row["completion_tokens_mean"] * outp) / 1e6 * 1000)
+    assert row["cost"]["one_time"] == pytest.approx(prices.openai.training_per_mtok["gpt-4o-mini-2024-07-18"])
+    md = (path.parent / "COMPARE.md").read_text()
+    assert "| OpenAI fine-tuned model | " in md and "1000000 trained tokens" in md
