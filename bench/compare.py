@@ -273,9 +273,9 @@ def run(run: str, config: CompareConfig, prices_path: str | Path = "", runs_dir:
         measure("dspy", base_model, "dspy", {"base_dspy": "contract"})
         stage = run_dir.stage("prompt_opt") or {}
         rows["base_dspy"]["optimizer"] = {k: stage.get(k) for k in ("optimizer", "train_examples", "val_examples",
-                                          "demos", "bootstrapped_demos", "val", "seconds")}
+                                          "demos", "bootstrapped_demos", "val", "seconds", "first_seconds")}
         rows["base_dspy"]["optimizer"]["demos_file"] = str(demos_path)
-        _local_costs(rows["base_dspy"], prices, float(stage.get("seconds") or 0.0), 0.0)
+        _local_costs(rows["base_dspy"], prices, float(stage.get("first_seconds") or 0.0), 0.0)  # uncached run
     lora = {m: c for m, c in (("lora_grammar", "contract"), ("lora_free", "none")) if m in wanted}
     if lora and chosen is None:
         for method in lora:

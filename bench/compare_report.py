@@ -73,7 +73,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"context, sequential requests) on {result['environment']['cpu']} ({result['environment']['logical_cpus']} "
         f"logical CPUs). Latency: the whole call as the client saw it. tok/s: completion tokens per second of "
         f"engine time. Prices: the table dated {prices['date']} ({prices['currency']}; local time at "
-        f"${prices['local']['machine_per_hour']}/h + {prices['local']['watts']:g} W at ${prices['local']['per_kwh']}/kWh). "
+        f"${prices['local']['machine_per_hour']}/h + {prices['local']['watts']:g} W at "
+        f"${prices['local']['per_kwh']}/kWh). "
         f"Whole run: {result['seconds']:.0f} s.",
         "",
         "| method | exact | valid | F1 | p50 ms | p95 ms | tok/s | model MiB | one-time | per 1,000 | note |",

@@ -9,11 +9,11 @@ The program is one ``dspy.Predict("command -> answer")``; an optimizer picks its
 scored by the task's contract scorer (per-call F1; a bootstrapped demo must match exactly):
 ``BootstrapFewShotWithRandomSearch`` (default) scores zero-shot, the labeled demos, the bootstrapped ones and
 ``candidates`` random demo sets on the val sample and keeps the best; ``BootstrapFewShot`` bootstraps one set.
-A 135M base model rarely answers a train command exactly, so most demos end up labeled ones, not bootstrapped. The DSPy adapter renders the program as the edge server's
-own chat (the system prompt, each demo a user/assistant turn, the command), so what is optimized is what
-``python -m serve --few-shot dspy`` serves. The LM is any OpenAI-compatible endpoint; by default the embedded
-SmolLM2-135M served by ``llama_cpp.server`` on a free loopback port, answers constrained by the contract's grammar
-as the edge server constrains them.
+A 135M base model rarely answers a train command exactly, so most demos end up labeled ones, not bootstrapped.
+The DSPy adapter renders the program as the edge server's own chat (the system prompt, each demo a user/assistant
+turn, the command), so what is optimized is what ``python -m serve --few-shot dspy`` serves. The LM is any
+OpenAI-compatible endpoint; by default the embedded SmolLM2-135M served by ``llama_cpp.server`` on a free loopback
+port, answers constrained by the contract's grammar as the edge server constrains them.
 
 Writes runs/RUN/prompt_opt/: ``program.json`` (DSPy's saved state; ``load_program`` reloads it), ``demos.json``
 (the chosen pairs as plain JSON for the server, see edgetune.demos) and ``dspy_cache/`` (DSPy's LM cache: a rerun
@@ -23,6 +23,8 @@ with the same settings makes no LM call). The run manifest's ``prompt_opt`` stag
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import random
 import sys
@@ -89,8 +91,6 @@ def task_of(run_dir: RunDir) -> tuple[TaskSpec, str, int]:
     bundle = run_dir.bundle / "manifest.json"
     facts: dict[str, Any] = {}
     if bundle.is_file():
-        import json
-
         facts = json.loads(bundle.read_text(encoding="utf-8"))
     task = load_task(facts.get("task") or (run_dir.stage("data") or {}).get("task") or "robot_sdk")
     max_tokens = int((facts.get("sampling") or {}).get("max_tokens") or task.generation.max_tokens)
@@ -206,7 +206,8 @@ def run(run: str, config: PromptOptConfig, runs_dir: str | Path | None = None) -
         api_key = os.environ.get(config.api_key_env) or "none"
     else:
         server, base, name, model = _local_lm_server(config, run_dir)
-        extra = {"extra_body": {"grammar": task.contract.grammar()}} if config.grammar and task.contract.grammar() else {}
+        grammar = task.contract.grammar() if config.grammar else None
+        extra = {"extra_body": {"grammar": grammar}} if grammar else {}
         api_key = "none"
     started = time.monotonic()
     with server:
@@ -229,10 +230,17 @@ def run(run: str, config: PromptOptConfig, runs_dir: str | Path | None = None) -
         tmp.unlink(missing_ok=True)
     pairs = [{"user": demo["command"], "assistant": demo["answer"]} for demo in program.demos]
     bootstrapped = sum(1 for demo in program.demos if demo.get("augmented"))
+    # what decides the LM calls; a rerun with the same one is answered from DSPy's cache, so it keeps the seconds
+    # the first (uncached) run took: the optimization's real one-time cost
+    splits = [sha256_file(run_dir.data / f) for f in ("train.jsonl", "val.jsonl")]
+    inputs = [asdict(config), name, system_prompt, *splits]
+    fingerprint = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:16]
+    previous = run_dir.stage("prompt_opt") or {}
+    first_seconds = previous["first_seconds"] if previous.get("fingerprint") == fingerprint else round(seconds, 1)
     facts = {"optimizer": type(optimizer).__name__, "config": asdict(config), "lm": {"model": model, "base_url": base,
              "grammar": bool(extra)}, "train_examples": len(trainset), "val_examples": len(valset),
-             "demos": len(pairs), "bootstrapped_demos": bootstrapped, "val": val_score,
-             "seconds": round(seconds, 1), "optimize_seconds": round(optimized_s, 1)}
+             "demos": len(pairs), "bootstrapped_demos": bootstrapped, "val": val_score, "fingerprint": fingerprint,
+             "seconds": round(seconds, 1), "optimize_seconds": round(optimized_s, 1), "first_seconds": first_seconds}
     demos_path = write_demos(out / DEMOS_FILE, Demos(task=task.name, pairs=pairs, facts=facts))
     run_dir.record("prompt_opt", task=task.name, **facts,
                    outputs={"program": str(program_path), "demos": str(demos_path)})

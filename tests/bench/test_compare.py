@@ -14,8 +14,8 @@ from tests.conftest import write_small_run
 from train.prompt_opt import PromptOptConfig
 
 pytestmark = pytest.mark.timeout(400)
-TINY_OPT = PromptOptConfig(optimizer="bootstrap", train_examples=3, val_examples=2, max_labeled_demos=2, max_bootstrapped_demos=1,
-                           n_threads=1)
+TINY_OPT = PromptOptConfig(optimizer="bootstrap", train_examples=3, val_examples=2, max_labeled_demos=2,
+                           max_bootstrapped_demos=1, n_threads=1)
 
 
 @pytest.fixture(scope="module")

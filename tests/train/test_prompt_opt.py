@@ -12,7 +12,8 @@ from tests.conftest import write_small_run
 from train.prompt_opt import PromptOptConfig, load_program, main, metric, run
 
 pytestmark = pytest.mark.timeout(300)
-TINY = PromptOptConfig(optimizer="bootstrap", train_examples=3, val_examples=2, max_labeled_demos=2, max_bootstrapped_demos=1, n_threads=1)
+TINY = PromptOptConfig(optimizer="bootstrap", train_examples=3, val_examples=2, max_labeled_demos=2,
+                       max_bootstrapped_demos=1, n_threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,9 @@ def test_rerun_is_answered_from_the_cache(optimized):
     again = read_demos(run("opt", TINY, runs))
     assert again.pairs == first.pairs and again.facts["val"] == first.facts["val"]
     assert log.read_text().count("POST /v1/chat/completions") == 0  # the rerun's server was never asked
+    # the one-time cost stays the first, uncached run's; another budget starts over
+    assert again.facts["first_seconds"] == first.facts["first_seconds"] == first.facts["seconds"]
+    assert again.facts["fingerprint"] == first.facts["fingerprint"]
 
 
 def test_metric_is_the_contract_scorer(robot_task):
