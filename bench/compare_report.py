@@ -47,9 +47,10 @@ def verdict(result: dict[str, Any]) -> str:
     if "base_dspy" in ok and "base_zero_shot" in ok:
         gain = ok["base_dspy"]["exact_match"] - ok["base_zero_shot"]["exact_match"]
         slower = ok["base_dspy"]["p50_ms"] / max(ok["base_zero_shot"]["p50_ms"], 1e-9)
+        demos = ok["base_dspy"].get("few_shot_examples", 0)
+        why = "lengthen every prompt" if slower >= 1 else "lengthen every prompt but shorten the answers"
         parts.append(f"The DSPy prompt moves the untuned base model by {100 * gain:+.1f} points of exact match at "
-                     f"{slower:.2f}x its zero-shot p50 latency (its {ok['base_dspy'].get('few_shot_examples', 0)} "
-                     "demos lengthen every prompt) and needs no training.")
+                     f"{slower:.2f}x its zero-shot p50 latency (its {demos} demos {why}) and needs no training.")
     if "lora_grammar" in ok and "base_dspy" in ok:
         gap = ok["lora_grammar"]["exact_match"] - ok["base_dspy"]["exact_match"]
         parts.append(f"Local LoRA is {100 * gap:+.1f} points of exact match from the optimized prompt for "
