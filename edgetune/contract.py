@@ -479,7 +479,8 @@ class ContractSpec:
         return "; ".join(v.message for v in refused) or None
 
     def max_item_chars(self) -> int:
-        """Longest call text worth parsing: twice the longest canonical call plus slack for spacing.
+        """Longest call text worth parsing: twice the longest canonical call plus slack, so that a loosely spelt
+        call still gets a message naming its canonical text (only the canonical spelling is valid).
 
         Bounding items keeps a hostile answer (deeply nested brackets or operators) from exhausting the parser.
         """
