@@ -1,7 +1,7 @@
 """Decode speed of the embedded GGUF with and without a competing CPU-bound process, per thread setting, side by side.
 
     python -m bench.contention                          # ~3 min on 2 cores: every setting, quiet and contended
-    python -m bench.contention --tokens 48 --hogs 1 --budget-s 15 --repeats 3
+    python -m bench.contention --tokens 48 --hogs 1 --budget-s 15 --rounds 3
 
 A robot shares its CPU with other nodes. llama.cpp here is built with OpenMP (libgomp): at each of the hundreds
 of barriers per token a thread that arrives first spins (GOMP_SPINCOUNT, 300,000 pauses by default) waiting for
@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from bench.machine import cpu_model
+from edgetune.embedded import DEFAULT
 
 PROMPT = [{"role": "user", "content": "Count from one to two hundred in words, separated by commas."}]
 HOG = "while True: pass"
@@ -28,24 +29,22 @@ HOG = "while True: pass"
 
 def settings(cores: int) -> list[tuple[str, int, dict[str, str]]]:
     """(label, threads, environment) per measured setting; threads 0 is the server's default (serve.threads)."""
+    unset = {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": ""}
     return [
-        ("threads 1", 1, {"OMP_WAIT_POLICY": ""}),
-        (f"threads {cores} (cores), OpenMP defaults", cores, {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": ""}),
-        (f"threads {cores}, OMP_WAIT_POLICY=PASSIVE", cores, {"OMP_WAIT_POLICY": "PASSIVE"}),
-        (f"threads {cores}, GOMP_SPINCOUNT=10000", cores, {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "10000"}),
-        *([(f"threads {cores - 1} (cores - 1)", cores - 1, {"OMP_WAIT_POLICY": ""})] if cores > 2 else []),
-        ("server default (threads 0)", 0, {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": ""}),
+        ("threads 1", 1, unset),
+        *([(f"threads {cores - 1} (cores - 1)", cores - 1, unset)] if cores > 2 else []),
+        (f"threads {cores} (cores), OpenMP defaults: the old default", cores, unset),
+        (f"threads {cores}, GOMP_SPINCOUNT=10000", cores, {**unset, "GOMP_SPINCOUNT": "10000"}),
+        ("server default: threads 0 (every usable core), OMP_WAIT_POLICY=PASSIVE", 0, unset),
     ]
 
 
-def decode(engine: Any, tokens: int, budget_s: float, repeats: int) -> dict[str, float]:
-    """The median of ``repeats`` runs, each ``tokens`` greedy tokens (several answers if one ends early) in at most
-    ``budget_s`` seconds."""
-    runs = sorted((_decode_once(engine, tokens, budget_s) for _ in range(repeats)), key=lambda r: r["s_per_run"])
-    return runs[len(runs) // 2]
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return sorted(runs, key=lambda r: r["s_per_run"])[len(runs) // 2]
 
 
-def _decode_once(engine: Any, tokens: int, budget_s: float) -> dict[str, float]:
+def decode(engine: Any, tokens: int, budget_s: float) -> dict[str, float]:
+    """Greedy-decode ``tokens`` tokens (several answers if one ends early) in at most ``budget_s`` seconds."""
     from edgetune.engine import Request
 
     prompt = engine.tokenize_chat(PROMPT)
@@ -60,7 +59,7 @@ def _decode_once(engine: Any, tokens: int, budget_s: float) -> dict[str, float]:
     return {"tokens": got, "s": elapsed, "s_per_run": elapsed * tokens / max(got, 1)}
 
 
-def child(threads: int, tokens: int, hogs: int, budget_s: float, repeats: int) -> dict[str, Any]:
+def child(threads: int, tokens: int, hogs: int, budget_s: float) -> dict[str, Any]:
     """One setting, in this process: quiet, then with ``hogs`` busy processes on the same cores. Threads 0 is the
     server's default: what ``python -m serve`` sets up before llama.cpp loads, then the engine's thread count."""
     if threads == 0:
@@ -73,20 +72,19 @@ def child(threads: int, tokens: int, hogs: int, budget_s: float, repeats: int) -
     engine = Engine(embedded_gguf(fetch=False), sequences=1, n_ctx=512, threads=threads)
     engine.load()
     try:
-        decode(engine, 8, budget_s, 1)  # warm-up
-        quiet = decode(engine, tokens, budget_s, repeats)
+        decode(engine, 8, budget_s)  # warm-up
+        quiet = decode(engine, tokens, budget_s)
         procs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(hogs)]
         try:
             time.sleep(0.5)
-            busy = decode(engine, tokens, budget_s, repeats)
+            busy = decode(engine, tokens, budget_s)
         finally:
             for proc in procs:
                 proc.kill()
                 proc.wait()
     finally:
         engine.close()
-    return {"threads": engine.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", ""), "quiet": quiet, "busy": busy}
+    return {"threads": engine.threads, "quiet": quiet, "busy": busy}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,35 +93,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=48, help="tokens decoded per measurement")
     parser.add_argument("--hogs", type=int, default=1, help="competing busy processes")
     parser.add_argument("--budget-s", type=float, default=15.0, help="longest one measurement may take")
-    parser.add_argument("--repeats", type=int, default=3, help="measurements per setting and load (the median)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over every setting (the median is shown)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(child(args.child, args.tokens, args.hogs, args.budget_s, args.repeats)))
+        print(json.dumps(child(args.child, args.tokens, args.hogs, args.budget_s)))
         return 0
     cores = len(os.sched_getaffinity(0))
-    rows = []
-    for label, threads, env in settings(cores):
-        environ = {k: v for k, v in os.environ.items() if k not in env}
-        environ.update({k: v for k, v in env.items() if v})
-        done = subprocess.run([sys.executable, "-m", "bench.contention", "--child", str(threads), "--tokens",
-                               str(args.tokens), "--hogs", str(args.hogs), "--budget-s", str(args.budget_s),
-                               "--repeats", str(args.repeats)],
-                              env=environ, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(f"{label}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
-            return 1
-        rows.append((label, json.loads(done.stdout.strip().splitlines()[-1])))
-        print(f"  measured {label}", file=sys.stderr)
-    best_quiet = min(r["quiet"]["s_per_run"] for _, r in rows)
-    best_busy = min(r["busy"]["s_per_run"] for _, r in rows)
-    print(f"\n{args.tokens} tokens, greedy, embedded GGUF; {cpu_model()}, {cores} cores, {args.hogs} competing "
-          f"busy process(es); load average {os.getloadavg()[0]:.1f}")
+    plan = settings(cores)
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in plan}
+    load_before = os.getloadavg()[0]
+    # rounds over all settings, not all rounds of one setting then the next: load from elsewhere on the machine
+    # then falls on every setting alike
+    for round_ in range(args.rounds):
+        for label, threads, env in plan:
+            environ = {k: v for k, v in os.environ.items() if k not in env}
+            environ.update({k: v for k, v in env.items() if v})
+            done = subprocess.run([sys.executable, "-m", "bench.contention", "--child", str(threads), "--tokens",
+                                   str(args.tokens), "--hogs", str(args.hogs), "--budget-s", str(args.budget_s)],
+                                  env=environ, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                print(f"{label}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+                return 1
+            runs[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"  round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+    rows = [(label, runs[label][0]["threads"], _median([r["quiet"] for r in runs[label]]),
+             _median([r["busy"] for r in runs[label]])) for label, _, _ in plan]
+    best_quiet = min(q["s_per_run"] for _, _, q, _ in rows)
+    best_busy = min(b["s_per_run"] for _, _, _, b in rows)
+    print(f"\n{args.tokens} tokens, greedy, embedded GGUF ({DEFAULT.filename}), median of {args.rounds} "
+          f"rounds; {cpu_model()}, {cores} cores, {args.hogs} competing busy process(es); load average "
+          f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print("| setting | threads | quiet s | x best | contended s | x best |\n|---|---|---|---|---|---|")
-    for label, r in rows:
-        q, b = r["quiet"]["s_per_run"], r["busy"]["s_per_run"]
-        cut = "" if r["busy"]["tokens"] >= args.tokens else f" (extrapolated from {r['busy']['tokens']} tokens)"
-        print(f"| {label} | {r['threads']} | {q:.2f} | {q / best_quiet:.2f} | {b:.2f}{cut} | {b / best_busy:.2f} |")
+    for label, threads, q, b in rows:
+        cut = "" if b["tokens"] >= args.tokens else f" (extrapolated from {b['tokens']} tokens)"
+        print(f"| {label} | {threads} | {q['s_per_run']:.2f} | {q['s_per_run'] / best_quiet:.2f} | "
+              f"{b['s_per_run']:.2f}{cut} | {b['s_per_run'] / best_busy:.2f} |")
     return 0
 
 

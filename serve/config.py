@@ -31,7 +31,7 @@ class ServeConfig:
     remote_model: str = ""  #: remote model id (default: runs/RUN/openai_ft.json's model)
     remote_base_url: str = ""  #: OpenAI-compatible base URL (default: $OPENAI_BASE_URL or OpenAI's)
     remote_timeout_s: float = 30.0  #: longest a remote request may take
-    token: str = ""  #: bearer token clients must send (empty: no auth); visible in ps: prefer token_file or $EDGETUNE_TOKEN
+    token: str = ""  #: bearer token clients must send (empty: no auth); shows in ps: prefer token_file, $EDGETUNE_TOKEN
     token_file: str = ""  #: file holding the bearer token on one line (instead of token)
     tls_cert: str = ""  #: PEM certificate chain: serve TLS
     tls_key: str = ""  #: PEM private key for tls_cert

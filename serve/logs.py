@@ -17,8 +17,9 @@ from typing import Any
 
 MAX_VALUE_CHARS = 512  #: longest string value in a log line (tracebacks: MAX_TRACEBACK_CHARS)
 MAX_TRACEBACK_CHARS = 8192
-#: ggml_log_level -> Python level: llama.cpp's INFO is its model-loading chatter, so it becomes DEBUG here
-_GGML_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG}
+#: ggml_log_level (NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5; llama-cpp-python's comment has an older order)
+#: -> Python level: llama.cpp's INFO is its context-building chatter, so it becomes DEBUG here
+_GGML_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
 _GGML_CONT = 5
 _llama_callback: Any = None  #: the ctypes callback llama.cpp holds (kept alive here)
 
