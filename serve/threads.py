@@ -4,9 +4,11 @@ llama.cpp here is built with OpenMP (libgomp; the Makefile's and the image's bui
 GGML_OPENMP=ON). Decoding a token crosses hundreds of OpenMP barriers; by default a thread that reaches one first
 spins (up to GOMP_SPINCOUNT = 300,000 pauses) for the others. When another process holds a core, a late thread waits
 for the scheduler while its partner burns the core it needs: the issue measured 48 tokens in 72.9 s at 2 threads on
-2 cores against 1.1 s at 1 thread. With ``OMP_WAIT_POLICY=PASSIVE`` a waiting thread sleeps at once, and every
-core keeps working (``python -m bench.contention``, table in docs/README.serve.md): within 1.2x of the best
-setting under contention and quiet alike, where the spinning default was 2.7x and more.
+2 cores against 1.1 s at 1 thread. With ``OMP_WAIT_POLICY=PASSIVE`` a waiting thread sleeps at once and gives its
+core back (``python -m bench.contention``, table in docs/README.serve.md): every core with passive waits was the
+fastest setting measured both with a competing busy process and without, 1 thread was 1.1x slower, and the spinning
+default 1.9x (no competitor) and 3.6x (one competitor) slower. No rebuild is needed (ggml's own threadpool,
+GGML_OPENMP=OFF, would be the other way out).
 
 libgomp reads its environment once, when llama.cpp's library is loaded, so :func:`prefer_passive_waits` must run
 before anything imports llama_cpp (``python -m serve`` calls it first). An operator's own OMP_WAIT_POLICY or
