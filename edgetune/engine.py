@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
+from edgetune.chat import ChatTokenizer
 from edgetune.contract import ContractSpec, format_value
 
 if TYPE_CHECKING:
@@ -119,6 +120,11 @@ def backend_name(offloaded: int) -> str:
     names = re.findall(r"(\w+) : ", llama_cpp.llama_print_system_info().decode("utf-8", "replace"))
     gpus = [name for name in names if name != "CPU"]
     return gpus[0] if offloaded and gpus else "CPU"
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a container's cpuset, taskset), not every core of the machine."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -317,7 +323,7 @@ class Engine:
         self.sequences = sequences
         self.n_ctx = n_ctx  #: context window of each sequence, prompt plus answer
         self.n_batch = n_batch
-        self.threads = threads if threads > 0 else (os.cpu_count() or 1)
+        self.threads = threads if threads > 0 else _usable_cores()
         self.n_gpu_layers = n_gpu_layers
         self.grammar_candidates = grammar_candidates
         self.close_reserve = close_reserve
@@ -339,7 +345,6 @@ class Engine:
         differ only in their last message) once. Slow: the server runs it in a thread while NOT_SERVING."""
         import llama_cpp
         import numpy as np
-        from llama_cpp import llama_chat_format
 
         layers = resolve_gpu_layers(self.n_gpu_layers)
         self.llm = _load_model(self.model_path, n_ctx=self.n_ctx, n_batch=self.n_batch, n_threads=self.threads,
@@ -371,11 +376,7 @@ class Engine:
         self.scratch = np.zeros(self.n_vocab, dtype=np.dtype(
             [("id", np.intc), ("logit", np.single), ("p", np.single)], align=True))
         self._piece = ctypes.create_string_buffer(256)
-        template = llm.metadata.get("tokenizer.chat_template") or _CHATML
-        eos, bos = llm.token_eos(), llm.token_bos()
-        self._formatter = llama_chat_format.Jinja2ChatFormatter(
-            template=template, eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-            bos_token=llm._model.token_get_text(bos) if bos != -1 else "")
+        self._chat = ChatTokenizer(llm, _CHATML)
         self.closing = self._closing_tokens()
         if self.close_reserve <= 0:
             self.close_reserve = close_reserve(self.contract, self.tokenize_text)
@@ -410,9 +411,9 @@ class Engine:
 
     # --------------------------------------------------------------------------------------- tokenization
     def tokenize_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        """The model's prompt tokens for a chat (its own chat template, generation prompt added)."""
-        prompt = self._formatter(messages=messages).prompt
-        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        """The model's prompt tokens for a chat (its own chat template, generation prompt added): special tokens
+        only from the template, message contents as plain text (edgetune/chat.py)."""
+        return self._chat(messages)
 
     def tokenize_text(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
