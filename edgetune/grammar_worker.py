@@ -53,6 +53,11 @@ class CustomGrammar:
     kind: Literal["gbnf", "json_schema"]
     text: str
 
+    @property
+    def what(self) -> str:
+        """What a message calls it."""
+        return "GBNF grammar" if self.kind == "gbnf" else "JSON schema"
+
 
 def gbnf_from_json_schema(schema: str) -> str:
     """GBNF for a JSON schema (llama.cpp's converter); GrammarError when the schema is not usable. The converter

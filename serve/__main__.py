@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(ServeConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
+        switch = {"nargs": "?", "const": "true"} if kind is bool else {}  # --custom-grammars alone: true
         kind = kind if kind in (int, float) else str
-        parser.add_argument(flag, dest=f.name, type=kind, default=None,
+        parser.add_argument(flag, dest=f.name, type=kind, default=None, **switch,
                             help=f"{helps.get(f.name, '')} (default: {f.default!r})")
     return parser
 

@@ -25,7 +25,8 @@ import edgetune
 from edgetune.contract import Verdict
 from serve import logs
 from serve.auth import BearerTokenInterceptor, server_credentials
-from serve.backends import (Job, LocalBackend, PoolFull, QueueTimeout, RemoteBackend, RemoteUnavailable, Result)
+from serve.backends import (GrammarFailed, Job, LocalBackend, PoolFull, QueueTimeout, RemoteBackend, RemoteUnavailable,
+                            Result)
 from serve.config import ServeConfig
 from serve.metrics import Metrics
 from serve.proto import BACKEND_NAMES, BACKENDS, FINISH, pb, pb_grpc
@@ -277,7 +278,7 @@ class _RpcScope:
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
         code, details = grpc.StatusCode.OK, ""
-        if isinstance(exc, InvalidRequest):
+        if isinstance(exc, (InvalidRequest, GrammarFailed)):
             code, details = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
         elif isinstance(exc, Failure):
             code, details = exc.code, str(exc)
