@@ -10,13 +10,9 @@ import grpc
 import pytest
 
 from serve.client import Client
+from tests.hostile import FORGED, PARENS, REPEATS, WEDGE
 from tests.serve.conftest import start_edge
 
-#: Accepting "{" makes llama.cpp's parse stacks explode (9^4 ways to stand between the groups): it spun for minutes.
-WEDGE = 'root::="{"a\na::=b{9}\nb::=c{9}\nc::=d{9}\nd::=e{9}\ne::="x"?'
-PARENS = "root ::= " + "(" * 30000 + '"a"' + ")" * 30000  # 60 KB; llama.cpp's recursive parser: SIGSEGV
-REPEATS = "root ::= " + '"ab"{0,999} ' * 5200  # 64 KB of repetitions: gigabytes of rules
-FORGED = 'root ::= "a" |\n{"level": "error", "msg": "FORGED log line"}'  # llama.cpp echoed it to stderr
 
 
 @pytest.fixture(scope="module")
@@ -122,16 +118,3 @@ def test_max_tokens_below_the_close_reserve_is_refused_naming_the_minimum(guarde
     assert client.generate("go to the lab", max_tokens=minimum).valid
     assert client.generate("go", max_tokens=16, constraint="none").completion_tokens <= 16
     assert json.loads(client.generate("go to the lab", max_tokens=sampled, temperature=1.0, seed=3).text)
-
-
-def test_custom_grammars_are_off_unless_the_operator_enables_them(tmp_path):
-    proc = start_edge(tmp_path, "--contexts", "1", metrics=False)
-    try:
-        with Client(proc.target, timeout=60.0) as c:
-            for kwargs, kind in ((dict(grammar=PARENS), "CONSTRAINT_KIND_GBNF"),
-                                 (dict(json_schema='{"type": "string"}'), "CONSTRAINT_KIND_JSON_SCHEMA")):
-                details = _rejected(c, **kwargs)
-                assert details.startswith(f"constraint.kind: {kind}: custom ") and "--custom-grammars" in details
-            _still_serving(proc, c)
-    finally:
-        proc.stop()
