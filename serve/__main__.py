@@ -6,6 +6,7 @@
     python -m serve --remote-base-url http://127.0.0.1:8000/v1 --remote-model smol   # any OpenAI-compatible server
     python -m serve --token s3cret --tls-cert srv.pem --tls-key srv.key [--tls-client-ca ca.pem]
     python -m serve --config serve.yaml --set queue=4          # the same fields from YAML + key=value overrides
+    python -m serve --custom-grammars                          # accept GBNF / JSON-schema constraints (workers)
 
 Health (grpc.health.v1) is NOT_SERVING until the model is loaded; SIGTERM drains in-flight requests, then stops.
 """
