@@ -351,6 +351,7 @@ class EdgeServer:
         log.info("serving", extra={"fields": {
             "model": str(s.model_path), "source": s.source, "task": s.task.name, "contexts": self.config.contexts,
             "queue": self.config.queue, "close_reserve": local.close_reserve, "prefix_tokens": len(local.prefix),
+            "custom_grammars": self.config.custom_grammars,
             "gpu_layers": local.offloaded_layers, "device": local.backend, "default_backend": self.engine.default_backend,
             "remote_model": self.engine.remote.model if self.engine.remote else None,
             "load_s": round(time.monotonic() - started, 2)}})
