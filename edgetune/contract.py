@@ -8,6 +8,12 @@ constrained decoding cannot produce a call the robot must refuse.
 A contract may also declare *expansions* (edgetune/expansions.py): compact calls the model emits, which the contract
 expands into API calls. The answer language is then API calls plus compact calls; ``Verdict.calls`` is always the
 expanded list of API calls (what the robot runs) and the scorer compares those.
+
+An item is valid only in its one canonical spelling (every argument by keyword, in declared order, values as
+``format_value`` writes them, no spaces, comments, escapes or parentheses beyond those), and the answer's JSON has
+no escapes. Python's parser forgives much more (comments, NFKC-folded identifiers such as fullwidth letters,
+``\\x63`` escapes, ``'a' 'b'`` concatenation, line continuations, ``(nav).go_to``), so any looser rule would let
+the text a client sees differ from the calls the validator derived. The grammar emits exactly this spelling.
 """
 
 from __future__ import annotations
@@ -178,9 +184,10 @@ class Violation:
 class Verdict:
     """The contract's judgement of one answer.
 
-    ``calls``: the normalised API calls, compact calls expanded (what the robot runs; empty for text tasks).
-    ``compact``: the normalised items as emitted. ``normalized``: the answer's canonical text, the JSON list of
-    ``compact`` (what a model is trained to emit).
+    ``calls``: the normalised API calls, compact calls expanded (what the robot runs, and only when ``valid``; empty
+    for text tasks). ``compact``: the normalised items as emitted; a valid answer's items are exactly these.
+    ``normalized``: the answer's canonical text, the JSON list of ``compact`` (what a model is trained to emit).
+    An item that means a valid call but is not spelled canonically (``not_canonical``) has its canonical text here.
     """
 
     valid: bool
@@ -191,6 +198,13 @@ class Verdict:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def respellable(self) -> bool:
+        """Valid once respelled: every violation, if any, is ``not_canonical``, and ``normalized`` is the answer
+        canonically spelled, which a data pipeline may keep in place of a teacher's text. A robot runs only
+        ``valid`` answers."""
+        return all(v.code == "not_canonical" for v in self.violations)
 
 
 @dataclass
@@ -425,6 +439,12 @@ class ContractSpec:
             for index, callee in exclusive:
                 msg = f"'{callee}' must be the only call in its answer, got {len(data)} items"
                 violations.append(Violation("exclusive", msg, index, 0))
+        if "\\" in text and all(v.code == "not_canonical" for v in violations):
+            # no canonical item holds a backslash or a quote, so none needs a JSON escape (said only when nothing
+            # worse is wrong: an answer with a bad call is refused anyway)
+            col = text.index("\\")
+            msg = f"the answer uses a JSON escape ({text[col:col + 6]}); write each item's characters as they are"
+            violations.append(Violation("not_canonical", msg, None, col))
         if not self.min_calls <= len(data) or len(calls) > self.max_calls:
             first_extra = next((i for i, end in enumerate(ends) if end > self.max_calls), None)
             once = " once expanded" if len(calls) != len(data) else ""
@@ -459,7 +479,8 @@ class ContractSpec:
         return "; ".join(v.message for v in refused) or None
 
     def max_item_chars(self) -> int:
-        """Longest call text worth parsing: twice the longest canonical call plus slack for spacing.
+        """Longest call text worth parsing: twice the longest canonical call plus slack, so that a loosely spelt
+        call still gets a message naming its canonical text (only the canonical spelling is valid).
 
         Bounding items keeps a hostile answer (deeply nested brackets or operators) from exhausting the parser.
         """
@@ -556,7 +577,12 @@ class ContractSpec:
                 bad("missing_argument", f"missing argument '{name}'", (node.end_col_offset or 1) - 1)
         if not ok:
             return raw, callee, None
-        return _canonical(callee, spec, given), callee, given
+        canonical = _canonical(callee, spec, given)
+        if item != canonical:
+            col = next((i for i, (a, b) in enumerate(zip(item, canonical)) if a != b), min(len(item), len(canonical)))
+            msg = f"{callee}: {_misspelling(item, canonical, col, node, names)}; write exactly {canonical}"
+            out.append(Violation("not_canonical", msg, index, col))
+        return canonical, callee, given
 
     @staticmethod
     def _check_value(name: str, arg: ArgSpec, node: ast.expr, given: dict, bad) -> None:
@@ -684,6 +710,20 @@ class ContractSpec:
 def _is_name(text: str) -> bool:
     """An ASCII identifier Python parses as a name (keywords such as ``from`` or ``True`` would not parse)."""
     return bool(_NAME_RE.fullmatch(text)) and not keyword.iskeyword(text)
+
+
+def _misspelling(item: str, canonical: str, col: int, node: ast.Call, names: list[str]) -> str:
+    """What makes a parsed, valid call not its canonical spelling (``col``: where the two texts part)."""
+    if node.args:
+        return "every argument must be given by keyword (name=value)"
+    if [kw.arg for kw in node.keywords] != names:
+        return f"arguments must be in the declared order ({', '.join(names)})"
+    got, want = item[col:col + 12], canonical[col:col + 12]
+    if not want:
+        return f"not the canonical spelling: {got!r} follows where the canonical text ends"
+    if not got:
+        return f"not the canonical spelling: it ends where the canonical text goes on with {want!r}"
+    return f"not the canonical spelling: it has {got!r} where the canonical text has {want!r}"
 
 
 def _hint(name: str, choices) -> str:

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
+from edgetune.chat import ChatTokenizer
 from edgetune.contract import ContractSpec, format_value
 
 if TYPE_CHECKING:
@@ -386,7 +387,6 @@ class Engine:
         differ only in their last message) once. Slow: the server runs it in a thread while NOT_SERVING."""
         import llama_cpp
         import numpy as np
-        from llama_cpp import llama_chat_format
 
         if self.custom_grammars:  # they start while the model loads
             from edgetune.grammar_worker import GrammarWorker
@@ -422,11 +422,7 @@ class Engine:
         self.scratch = np.zeros(self.n_vocab, dtype=np.dtype(
             [("id", np.intc), ("logit", np.single), ("p", np.single)], align=True))
         self._piece = ctypes.create_string_buffer(256)
-        template = llm.metadata.get("tokenizer.chat_template") or _CHATML
-        eos, bos = llm.token_eos(), llm.token_bos()
-        self._formatter = llama_chat_format.Jinja2ChatFormatter(
-            template=template, eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-            bos_token=llm._model.token_get_text(bos) if bos != -1 else "")
+        self._chat = ChatTokenizer(llm, _CHATML)
         self.closing = self._closing_tokens()
         if self.close_reserve <= 0:
             self.close_reserve = close_reserve(self.contract, self.tokenize_text)
@@ -465,9 +461,9 @@ class Engine:
 
     # --------------------------------------------------------------------------------------- tokenization
     def tokenize_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        """The model's prompt tokens for a chat (its own chat template, generation prompt added)."""
-        prompt = self._formatter(messages=messages).prompt
-        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        """The model's prompt tokens for a chat (its own chat template, generation prompt added): special tokens
+        only from the template, message contents as plain text (edgetune/chat.py)."""
+        return self._chat(messages)
 
     def tokenize_text(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)

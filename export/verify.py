@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from tqdm import tqdm
 
+from edgetune.chat import ChatTokenizer
 from edgetune.task import TaskSpec
 from export import ExportError
 from export.quantize import native_output_to
@@ -137,6 +138,7 @@ def _compare_tokenization(llm: "llama_cpp.Llama", tokenizer: Any, template: str 
                 problems.append(f"token ids of {text[:60]!r} (special tokens {'added' if add_special else 'not added'})"
                                 f" differ at position {at}: GGUF {got[at:at + 5]} vs HF {want[at:at + 5]}")
     if template is not None and tokenizer.chat_template is not None:
+        served = ChatTokenizer(llm, template)
         for messages in chats:
             prompt, got = _gguf_chat_prompt(llm, messages)
             want_text = chat_text(tokenizer, messages)
@@ -145,12 +147,17 @@ def _compare_tokenization(llm: "llama_cpp.Llama", tokenizer: Any, template: str 
                 at = _first_difference(prompt, want_text)
                 problems.append(f"chat prompt rendered by llama-cpp-python differs from HF's at char {at}: "
                                 f"{prompt[at:at + 40]!r} vs {want_text[at:at + 40]!r}")
+            elif (tokens := served(messages)) != want:  # the engine's: contents never yield special tokens
+                at = _first_difference(tokens, want)
+                problems.append(f"the served chat tokens (template text with special tokens, contents as plain text) "
+                                f"differ from HF's at position {at}: {tokens[at:at + 5]} vs {want[at:at + 5]}")
 
 
 def check_tokenizer(gguf_path: Path, tokenizer: Any, texts: Sequence[str] = (),
                     chats: Sequence[Messages] = ()) -> dict[str, Any]:
     """(a) The GGUF's chat template, BOS/EOS/UNK/PAD ids, special tokens and the token ids of ``texts``,
-    ``PROBE_STRINGS`` and the rendered ``chats`` equal the HF tokenizer's, as llama.cpp itself reads the file.
+    ``PROBE_STRINGS`` and the rendered ``chats`` (both whole and as the engine tokenizes them, contents as plain
+    text) equal the HF tokenizer's, as llama.cpp itself reads the file.
     Raises TokenizerMismatch listing every difference; returns a summary of what was compared."""
     import llama_cpp
 

@@ -78,7 +78,7 @@ def check_example(task: TaskSpec, example: Example) -> tuple[Example | None, Rej
     if len(user) > 1000:
         return None, Rejected(example, "instruction_too_long", f"{len(user)} characters; at most 1000")
     verdict = task.contract.validate(example.assistant)
-    if not verdict.valid:
+    if not verdict.respellable:  # a teacher's loose spelling is respelled below, not dropped
         first = verdict.violations[0]
         detail = "; ".join(str(v) for v in verdict.violations)
         return None, Rejected(example, f"contract:{first.code}", detail)

@@ -296,7 +296,8 @@ def run(config: FinetuneConfig) -> Path:
     if holdout:
         sets["human"] = holdout
     evals = _evaluate(config, task, trainer.model, tokenizer, sets, adapter_dir, staging,
-                      key_base=_base_eval_key(base_model, data_sha256, config, holdout))
+                      key_base=_base_eval_key(base_model, data_sha256, config, holdout),
+                      vocabulary_gguf=ref.path if ref.kind == "gguf" else None)
     history = trainer.state.log_history
     report = {
         "fingerprint": key,
@@ -528,13 +529,15 @@ def _base_eval_key(base_model: dict[str, Any], data_sha256: dict[str, str], conf
 
 
 def _evaluate(config: FinetuneConfig, task: Any, model: Any, tokenizer: Any, sets: dict[str, list],
-              adapter_dir: Path, staging: Path, key_base: str) -> dict[str, dict[str, Any]]:
+              adapter_dir: Path, staging: Path, key_base: str,
+              vocabulary_gguf: Path | None) -> dict[str, dict[str, Any]]:
     """Base (adapter disabled; cached across runs) and tuned (adapter merged for speed) task metrics per set.
 
     ``sets`` maps a name (``test``, and ``human`` when the task has a held-out set) to conversations; the result maps
-    ``base``/``tuned`` to ``{set name: TaskEval dict}``.
+    ``base``/``tuned`` to ``{set name: TaskEval dict}``. With ``vocabulary_gguf`` (a GGUF base model: the tuned
+    model shares its vocabulary) the tuned answers are also scored grammar-constrained, as the robot gets them.
     """
-    from train.task_eval import answer_budget, evaluate
+    from train.task_eval import Vocabulary, answer_budget, evaluate
 
     tokenizer.padding_side = "left"
     budgets = {name: answer_budget(tokenizer, [c[-1]["content"] for c in convs], config.eval.margin_tokens)
@@ -554,13 +557,20 @@ def _evaluate(config: FinetuneConfig, task: Any, model: Any, tokenizer: Any, set
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model.base_model, "is_loaded_in_4bit", False)
     tuned_model = model if quantized else model.merge_and_unload()  # merged: no adapter matmuls while decoding
     tuned = {}
+    vocabulary = Vocabulary(vocabulary_gguf) if vocabulary_gguf and task.contract.grammar() else None
     for name, convs in sets.items():
         subset = _sample(convs, config.eval.test_examples, config.seed) if name == "test" else convs
-        tuned[name] = evaluate(tuned_model, tokenizer, task, subset, budgets[name], batch, f"eval tuned {name}").to_dict()
+        tuned[name] = evaluate(tuned_model, tokenizer, task, subset, budgets[name], batch, f"eval tuned {name}",
+                               vocabulary=vocabulary).to_dict()
+    if vocabulary is not None:
+        vocabulary.close()
     for name in sets:
+        t = tuned[name]
+        grammar = f", grammar on {t['constrained']['exact_match']:.3f} valid {t['constrained']['valid_rate']:.3f}" \
+            if t.get("constrained") else ""
         print(f"{name:5s} set: exact match base {base[name]['exact_match']:.3f} (n={base[name]['n']}) -> tuned "
-              f"{tuned[name]['exact_match']:.3f} (n={tuned[name]['n']}, valid {tuned[name]['valid_rate']:.3f}, "
-              f"{tuned[name]['seconds']:.0f}s)", file=sys.stderr)
+              f"{t['exact_match']:.3f} (n={t['n']}, valid {t['valid_rate']:.3f}{grammar}, {t['seconds']:.0f}s)",
+              file=sys.stderr)
     return {"base": base, "tuned": tuned}
 
 

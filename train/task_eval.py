@@ -3,13 +3,21 @@ prompts, scored by the task's contract scorer (exact match after normalisation, 
 
 Batches are formed from prompts of similar length (sorted), so little compute goes to padding; a batch stops as soon
 as every row has produced its end-of-turn token.
+
+**Constrained too** (what the robot gets): the server decodes with the contract's grammar, checking the greedy token
+first and choosing the best allowed token only when the grammar rejects it. So a free answer the grammar admits
+token by token *is* the constrained answer, and only the rejected ones are decoded again, with llama.cpp's grammar
+(over the base GGUF's vocabulary, which the tuned model shares) choosing each token. That costs a few seconds where
+a second full pass would cost minutes. The server's close reserve is not applied here: a constrained answer that
+runs out of tokens counts as invalid, so this score is a lower bound of the export's.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 from edgetune.contract import Score
 from edgetune.task import TaskSpec
@@ -24,6 +32,61 @@ class TaskEval(Score):
     generated_tokens: int = 0
     max_new_tokens: int = 0
     mistakes: list[dict[str, str]] = field(default_factory=list)  #: the first few wrong answers, for a quick look
+    #: the same prompts decoded under the contract's grammar: Score fields + ``redecoded`` (answers the grammar
+    #: rejected, decoded again constrained); None without a grammar or a GGUF vocabulary to run it on
+    constrained: dict[str, Any] | None = None
+
+
+class GrammarCheck:
+    """llama.cpp's grammar sampler for one answer: which tokens it allows next, over a GGUF's vocabulary."""
+
+    def __init__(self, vocab: "Vocabulary", gbnf: str):
+        from edgetune.engine import init_grammar
+
+        self.vocab = vocab
+        self.sampler = init_grammar(vocab.handle, gbnf)
+
+    def allowed(self, ids: Sequence[int]) -> list[int]:
+        import ctypes
+
+        import llama_cpp
+
+        data = (llama_cpp.llama_token_data * len(ids))(*[llama_cpp.llama_token_data(t, 0.0, 0.0) for t in ids])
+        array = llama_cpp.llama_token_data_array(data=data, size=len(ids), selected=-1, sorted=False)
+        llama_cpp.llama_sampler_apply(self.sampler, ctypes.byref(array))
+        return [ids[i] for i in range(len(ids)) if data[i].logit != float("-inf")]
+
+    def accept(self, token: int) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_sampler_accept(self.sampler, token)
+
+    def admits(self, tokens: Sequence[int], end: int) -> bool:
+        """Whether the grammar allows ``tokens`` one by one and then ``end`` (the end-of-turn token)."""
+        for token in [*tokens, end]:
+            if not self.allowed([token]):
+                return False
+            self.accept(token)
+        return True
+
+    def close(self) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_sampler_free(self.sampler)
+
+
+class Vocabulary:
+    """A GGUF's vocabulary only (llama.cpp loads no weights for it): what GrammarCheck runs over."""
+
+    def __init__(self, gguf: Path):
+        from edgetune.llama import load_llama
+
+        self.llm = load_llama(gguf, vocab_only=True, verbose=False)
+        self.handle = self.llm._model.vocab
+        self.size = self.llm.n_vocab()
+
+    def close(self) -> None:
+        self.llm.close()
 
 
 def stop_token_ids(tokenizer: Any) -> list[int]:
@@ -47,8 +110,12 @@ def generate_answers(
     max_new_tokens: int,
     batch_size: int,
     desc: str = "generate",
-) -> tuple[list[str], int]:
-    """Greedy answers to ``prompts`` (rendered chat prompts), in order; also the number of tokens generated."""
+    grammars: list["GrammarCheck"] | None = None,
+) -> tuple[list[str], list[list[int]]]:
+    """Greedy answers to ``prompts`` (rendered chat prompts), in order, with their tokens (end of turn excluded).
+
+    ``grammars`` (one per prompt): decode each answer under its grammar, the server's way (the greedy token when
+    the grammar allows it, else the best allowed one; the answer ends where the grammar allows no token)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -57,7 +124,7 @@ def generate_answers(
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
     answers: list[str] = [""] * len(prompts)
-    generated = 0
+    tokens: list[list[int]] = [[] for _ in prompts]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -70,6 +137,7 @@ def generate_answers(
             for r, i in enumerate(rows):  # left padding: every row's last prompt token sits in the last column
                 input_ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i])
                 attention[r, width - len(encoded[i]):] = 1
+            processors = [_GrammarChoice([grammars[i] for i in rows], stops)] if grammars else None
             out = model.generate(
                 input_ids=input_ids.to(device),
                 attention_mask=attention.to(device),
@@ -81,15 +149,47 @@ def generate_answers(
                 eos_token_id=stops,
                 pad_token_id=pad_id,
                 use_cache=True,
+                **({"logits_processor": processors} if processors else {}),
             )
             for r, i in enumerate(rows):
                 new = out[r, width:].tolist()
-                cut = next((k for k, t in enumerate(new) if t in stops), len(new))
-                generated += cut + (cut < len(new))
-                answers[i] = tokenizer.decode(new[:cut], skip_special_tokens=True).strip()
+                tokens[i] = new[:next((k for k, t in enumerate(new) if t in stops), len(new))]
+                answers[i] = tokenizer.decode(tokens[i], skip_special_tokens=True).strip()
             bar.update(len(rows))
     model.train(was_training)
-    return answers, generated
+    return answers, tokens
+
+
+class _GrammarChoice:
+    """A transformers logits processor that leaves each row only the token the server's constrained decoder would
+    choose: the greedy one when its grammar allows it, else the best of the likely candidates it allows, else the
+    best of the whole vocabulary; end of turn when it allows nothing."""
+
+    CANDIDATES = 64  #: as the server's grammar_candidates default
+
+    def __init__(self, grammars: list[GrammarCheck], stops: list[int]):
+        self.grammars = grammars
+        self.stops = stops
+        self.done = [False] * len(grammars)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        for r, grammar in enumerate(self.grammars):
+            if self.done[r]:
+                continue
+            row = scores[r, : grammar.vocab.size]
+            ranked = torch.topk(row, min(self.CANDIDATES, len(row))).indices.tolist()
+            allowed = grammar.allowed(ranked[:1]) or grammar.allowed(ranked)
+            if not allowed:
+                everything = grammar.allowed(range(grammar.vocab.size))
+                allowed = [max(everything, key=lambda t: row[t].item())] if everything else [self.stops[0]]
+            choice = allowed[0]  # in ranked order: the best allowed
+            scores[r] = float("-inf")
+            scores[r, choice] = 0.0
+            grammar.accept(choice)
+            self.done[r] = choice in self.stops
+        return scores
 
 
 def evaluate(
@@ -101,17 +201,48 @@ def evaluate(
     batch_size: int,
     desc: str,
     keep_mistakes: int = 5,
+    vocabulary: Vocabulary | None = None,
 ) -> TaskEval:
-    """Generate an answer for every conversation's prompt and score it against the conversation's answer."""
+    """Generate an answer for every conversation's prompt and score it against the conversation's answer; with a
+    ``vocabulary`` (the base GGUF's) and a task grammar, score the grammar-constrained answers as well."""
     started = time.perf_counter()
     prompts = [render_prompt(tokenizer, messages) for messages in conversations]
     references = [messages[-1]["content"] for messages in conversations]
-    predictions, generated = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size, desc)
+    predictions, tokens = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size, desc)
+    generated = sum(len(t) + (len(t) < max_new_tokens) for t in tokens)  # + the end of turn where it came
     score = task.contract.score(predictions, references)
     mistakes = [
         {"user": conv[-2]["content"], "expected": ref, "got": pred}
         for conv, ref, pred in zip(conversations, references, predictions)
         if task.contract.score([pred], [ref]).exact_match < 1.0
     ][:keep_mistakes]
+    gbnf = task.contract.grammar()
+    constrained = None
+    if vocabulary is not None and gbnf:
+        constrained = _constrained(model, tokenizer, task, prompts, references, predictions, tokens, vocabulary, gbnf,
+                                   max_new_tokens, batch_size, desc)
     return TaskEval(**asdict(score), seconds=round(time.perf_counter() - started, 2), generated_tokens=generated,
-                    max_new_tokens=max_new_tokens, mistakes=mistakes)
+                    max_new_tokens=max_new_tokens, mistakes=mistakes, constrained=constrained)
+
+
+def _constrained(model: Any, tokenizer: Any, task: TaskSpec, prompts: list[str], references: list[str],
+                 predictions: list[str], tokens: list[list[int]], vocabulary: Vocabulary, gbnf: str,
+                 max_new_tokens: int, batch_size: int, desc: str) -> dict[str, Any]:
+    """The constrained score: free answers the grammar admits are kept, the others decoded again under it."""
+    end = stop_token_ids(tokenizer)[-1]
+    rejected = []
+    for i, answer in enumerate(tokens):
+        check = GrammarCheck(vocabulary, gbnf)
+        if len(answer) >= max_new_tokens or not check.admits(answer, end):
+            rejected.append(i)
+        check.close()
+    answers = list(predictions)
+    if rejected:
+        grammars = [GrammarCheck(vocabulary, gbnf) for _ in rejected]
+        redone, _ = generate_answers(model, tokenizer, [prompts[i] for i in rejected], max_new_tokens, batch_size,
+                                     f"{desc} (grammar)", grammars)
+        for grammar in grammars:
+            grammar.close()
+        for i, answer in zip(rejected, redone):
+            answers[i] = answer
+    return {**task.contract.score(answers, references).to_dict(), "redecoded": len(rejected)}

@@ -410,8 +410,8 @@ def generate(task, config: TeacherConfig, workdir: Path, target: int, seed: int,
              commands: list[Example] | None = None) -> GenerationResult:
     """Grow the pool in ``workdir`` until it holds ``target`` usable examples or a limit stops it.
 
-    ``usable`` says whether an example counts (default: valid under the task's contract); distinct normalised
-    instructions only. With ``config.paraphrase`` the teacher rephrases ``commands`` (answers kept).
+    ``usable`` says whether an example counts (default: valid under the task's contract once respelled); distinct
+    normalised instructions only. With ``config.paraphrase`` the teacher rephrases ``commands`` (answers kept).
     """
     from tqdm import tqdm
 
@@ -423,7 +423,7 @@ def generate(task, config: TeacherConfig, workdir: Path, target: int, seed: int,
                           f"openai.prices.{endpoint.model}=[input,output] (USD per 1M tokens)")
     if config.paraphrase and not commands:
         raise ConfigError("command line", "openai.paraphrase", "paraphrasing needs commands to rephrase (synth)")
-    usable = usable or (lambda e: task.contract.validate(e.assistant).valid)
+    usable = usable or (lambda e: task.contract.validate(e.assistant).respellable)
     teacher = Teacher(config, endpoint)
     pool = Pool(workdir)
     seen: set[str] = set()

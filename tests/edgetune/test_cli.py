@@ -21,12 +21,21 @@ def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
-def test_validate_a_valid_answer_exits_0_with_its_normalised_calls():
-    done = cli("validate", "robot_sdk", '["sport.Move(0.3, 0, vyaw=-1)", "nav.dock()"]')
+def test_validate_a_valid_answer_exits_0_with_its_expanded_calls():
+    done = cli("validate", "robot_sdk", '["walk(direction=\'left\', meters=1.5)", "nav.dock()"]')
     assert done.returncode == 0, done.stderr
     verdict = json.loads(done.stdout)
     assert verdict["valid"] is True and verdict["violations"] == []
-    assert verdict["calls"] == ["sport.Move(vx=0.3, vy=0.0, vyaw=-1.0)", "nav.dock()"]
+    assert verdict["calls"] == ["sport.Move(vx=0.0, vy=0.3, vyaw=0.0)", "robot.wait(seconds=5.0)", "sport.StopMove()",
+                                "nav.dock()"]
+
+
+def test_validate_a_loosely_spelt_answer_exits_1_naming_the_canonical_text():
+    done = cli("validate", "robot_sdk", '["sport.Move(0.3, 0, vyaw=-1)"]')
+    assert done.returncode == 1
+    [violation] = json.loads(done.stdout)["violations"]
+    assert violation["code"] == "not_canonical"
+    assert violation["message"].endswith("write exactly sport.Move(vx=0.3, vy=0.0, vyaw=-1.0)")
 
 
 def test_validate_an_invalid_answer_exits_1_with_every_violation_and_its_position():

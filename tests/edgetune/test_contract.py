@@ -159,26 +159,76 @@ def test_hostile_items_are_rejected_without_crashing_the_parser(contract, item):
     assert verdict.violations[0].code in {"too_long", "syntax"}
 
 
-@pytest.mark.parametrize(
-    ("given", "canonical"),
-    [
-        ("sport.Move(0.3, 0, vyaw=-1)", "sport.Move(vx=0.3, vy=0.0, vyaw=-1.0)"),
-        ("sport.Move(vyaw=-1, vx=.3, vy=-0.0)", "sport.Move(vx=0.3, vy=0.0, vyaw=-1.0)"),
-        ("  sport.Move( 0.30 ,0.0,  +0.5 ) ", "sport.Move(vx=0.3, vy=0.0, vyaw=0.5)"),
-        ("nav.go_to('kitchen')", "nav.go_to(place='kitchen')"),
-        ('nav.go_to(place="kitchen")', "nav.go_to(place='kitchen')"),
-        ("robot.wait(3)", "robot.wait(seconds=3.0)"),
-        ("robot.wait(seconds=2.75)", "robot.wait(seconds=2.75)"),
-        ("audio.speak(text='Hello, I am here!')", "audio.speak(text='Hello, I am here!')"),
-        ("nav.dock( )", "nav.dock()"),
-    ],
-)
-def test_positional_and_keyword_forms_normalise_to_one_canonical_call(contract, given, canonical):
-    verdict = contract.validate(answer(given))
-    assert verdict.valid, verdict.violations
-    assert verdict.calls == [canonical]
-    assert contract.validate(answer(canonical)).calls == [canonical]
-    assert verdict.normalized == json.dumps([canonical])
+# Items Python reads as one valid call that are not its canonical text (issue 19): (item, canonical, the column
+# where the two part). Each is refused, so the text a client sees is always the calls the validator derived.
+MISSPELT = [
+    ("nav.dock()  # '; os.system('rm -rf /')", "nav.dock()", 10),  # a comment carries any payload
+    ("\uff4e\uff41\uff56.dock()", "nav.dock()", 0),  # fullwidth letters: the parser NFKC-folds identifiers
+    ("\U0001d427\U0001d41a\U0001d42f.dock()", "nav.dock()", 0),  # mathematical bold
+    ("status.report_\ufb06ate()", "status.report_state()", 14),  # the st ligature
+    ("perception.find_object(name='\\x63up')", "perception.find_object(name='cup')", 29),
+    ("perception.find_object(name='c' 'up')", "perception.find_object(name='cup')", 30),  # implicit concatenation
+    ("perception.find_object(name='''cup''')", "perception.find_object(name='cup')", 29),
+    ("go(place=u'kitchen')", "go(place='kitchen')", 9),
+    ("(nav).go_to(place='kitchen')", "nav.go_to(place='kitchen')", 0),
+    ("((nav.dock))()", "nav.dock()", 0),
+    ("nav.go_to(\\\n place='kitchen')", "nav.go_to(place='kitchen')", 10),  # a line continuation
+    ("nav.dock(\n)", "nav.dock()", 9),
+    ("nav.go_to( place = 'kitchen' )", "nav.go_to(place='kitchen')", 10),
+    (" nav.dock()", "nav.dock()", 0),
+    ("nav.dock() ", "nav.dock()", 10),
+    ("nav . dock()", "nav.dock()", 3),
+    ("go(place='kitchen',)", "go(place='kitchen')", 18),
+    ("go('kitchen')", "go(place='kitchen')", 3),  # positional
+    ("sport.Move(0.3, 0, vyaw=-1)", "sport.Move(vx=0.3, vy=0.0, vyaw=-1.0)", 11),
+    ("turn(degrees=45, direction='left')", "turn(direction='left', degrees=45)", 6),  # keyword order
+    ("robot.wait(seconds=3)", "robot.wait(seconds=3.0)", 20),  # numbers: one spelling each
+    ("robot.wait(seconds=1e0)", "robot.wait(seconds=1.0)", 20),
+    ("robot.wait(seconds=3.00)", "robot.wait(seconds=3.0)", 22),
+    ("robot.wait(seconds=+3.0)", "robot.wait(seconds=3.0)", 19),
+    ("sport.Move(vx=-0.0, vy=0.0, vyaw=0.0)", "sport.Move(vx=0.0, vy=0.0, vyaw=0.0)", 14),
+    ("sport.Move(vx=.3, vy=0.0, vyaw=0.0)", "sport.Move(vx=0.3, vy=0.0, vyaw=0.0)", 14),
+    ("turn(direction='left', degrees=0x2d)", "turn(direction='left', degrees=45)", 31),
+    ("turn(direction='left', degrees=4_5)", "turn(direction='left', degrees=45)", 32),
+]
+
+
+@pytest.mark.parametrize(("item", "canonical", "col"), MISSPELT, ids=[case[0][:40] for case in MISSPELT])
+def test_an_item_that_is_not_its_canonical_spelling_is_refused_naming_the_canonical_text(contract, item, canonical,
+                                                                                        col):
+    verdict = contract.validate(json.dumps([item], ensure_ascii=False))
+    assert not verdict.valid
+    [violation] = [v for v in verdict.violations if v.index is not None]  # and one for a JSON escape of \\ or \n
+    assert (violation.code, violation.index, violation.col) == ("not_canonical", 0, col)
+    assert violation.message.endswith(f"; write exactly {canonical}")
+    # the meaning is known (data pipelines respell teacher answers with it), and the canonical text is valid
+    assert verdict.respellable and verdict.compact == [canonical]
+    again = contract.validate(answer(canonical))
+    assert again.valid and again.compact == [canonical]
+
+
+@pytest.mark.parametrize(("item", "why"), [
+    ("go('kitchen')", "every argument must be given by keyword"),
+    ("turn(degrees=45, direction='left')", "arguments must be in the declared order (direction, degrees)"),
+    ("nav.dock()  # x", "'  # x' follows where the canonical text ends"),
+    ("robot.wait(seconds=3)", "it has ')' where the canonical text has '.0)'"),
+])
+def test_the_not_canonical_message_says_what_differs(contract, item, why):
+    assert why in only_violation(contract, answer(item)).message
+
+
+def test_python_forms_that_are_not_the_contract_still_fail_as_before(contract):
+    assert only_violation(contract, answer("robot.wait(seconds=True)")).code == "wrong_type"  # True is no number
+    verdict = contract.validate(json.dumps(["robot.wait(seconds=\u0661)"], ensure_ascii=False))  # an Arabic digit
+    assert [v.code for v in verdict.violations] == ["syntax"]
+
+
+def test_a_json_escape_in_the_answer_is_not_canonical(contract):
+    verdict = contract.validate('["\\u006eav.dock()", "nav.cancel()"]')  # the item decodes to nav.dock()
+    [violation] = verdict.violations
+    assert (violation.code, violation.index, violation.col) == ("not_canonical", None, 2)
+    assert "JSON escape (\\u006e)" in violation.message
+    assert verdict.respellable and verdict.compact == ["nav.dock()", "nav.cancel()"]
 
 
 def test_the_task_examples_are_valid(robot_task):
@@ -195,7 +245,7 @@ def test_whitespace_around_the_list_and_items_is_allowed(contract):
 # ------------------------------------------------------------------------------------------ refusal and mixing
 @pytest.mark.parametrize("reason", ["unsupported", "unknown_place", "unsafe", "unclear"])
 def test_the_refusal_call_is_valid_alone_and_reaches_the_robot_as_it_is(contract, reason):
-    verdict = contract.validate(answer(f"robot.reject('{reason}')"))
+    verdict = contract.validate(answer(f"robot.reject(reason='{reason}')"))
     assert verdict.valid, verdict.violations
     assert verdict.calls == verdict.compact == [f"robot.reject(reason='{reason}')"]
 
@@ -253,7 +303,7 @@ def _move(direction: str, speed: str) -> str:
 def test_move_and_start_expand_to_the_velocity_table(contract, direction, speed):
     move = contract.validate(answer(f"move(direction='{direction}', speed='{speed}', seconds=2.5)"))
     assert move.calls == [_move(direction, speed), "robot.wait(seconds=2.5)", "sport.StopMove()"], move.violations
-    start = contract.validate(answer(f"start('{direction}', '{speed}')"))
+    start = contract.validate(answer(f"start(direction='{direction}', speed='{speed}')"))
     assert start.calls == [_move(direction, speed)]
     assert start.compact == [f"start(direction='{direction}', speed='{speed}')"]
 
@@ -284,7 +334,8 @@ def test_turn_expands_to_a_timed_turn_at_one_radian_per_second(contract, directi
 
 
 def test_go_find_and_pick_expand_to_their_waits(contract):
-    verdict = contract.validate(answer("go('kitchen')", "find(name='fork')", "pick('car keys')", "nav.dock()"))
+    verdict = contract.validate(answer("go(place='kitchen')", "find(name='fork')", "pick(name='car keys')",
+                                       "nav.dock()"))
     assert verdict.valid, verdict.violations
     assert verdict.compact == ["go(place='kitchen')", "find(name='fork')", "pick(name='car keys')", "nav.dock()"]
     assert verdict.normalized == json.dumps(verdict.compact)
@@ -297,9 +348,9 @@ def test_go_find_and_pick_expand_to_their_waits(contract):
 
 
 def test_max_calls_bounds_the_expanded_list(contract):
-    eight = [f"move('forward', 'slow', {s}.0)" for s in range(1, 9)]
+    eight = [f"move(direction='forward', speed='slow', seconds={s}.0)" for s in range(1, 9)]
     assert contract.validate(answer(*eight)).valid  # 24 API calls
-    violation = only_violation(contract, answer(*eight, "go('kitchen')"))
+    violation = only_violation(contract, answer(*eight, "go(place='kitchen')"))
     assert (violation.code, violation.index) == ("call_count", 8)
     assert "26 calls once expanded" in violation.message
 
@@ -313,9 +364,9 @@ def test_an_expansion_that_lands_outside_the_api_is_a_violation():
         "expansions": {"nap": {"args": {"n": {"type": "int", "min": 1, "max": 9, "step": 4}},
                                "to": ["robot.wait(seconds={1 + (n - 1) * (n - 5) * (n - 9) / 10})"]}},
     })
-    assert [spec.validate(answer(f"nap({n})")).calls for n in (1, 3)] == [["robot.wait(seconds=1.0)"],
+    assert [spec.validate(answer(f"nap(n={n})")).calls for n in (1, 3)] == [["robot.wait(seconds=1.0)"],
                                                                           ["robot.wait(seconds=3.5)"]]  # 3.4 snapped
-    violation = only_violation(spec, answer("robot.wait(1.0)", "nap(7)"))  # 1 - 2.4
+    violation = only_violation(spec, answer("robot.wait(seconds=1.0)", "nap(n=7)"))  # 1 - 2.4
     assert (violation.code, violation.index) == ("expansion", 1)
     assert "nap expands to robot.wait(seconds=-1.5), which the API refuses" in violation.message
 
@@ -337,7 +388,7 @@ def test_vocabulary_holds_the_api_and_the_compact_calls_with_resolved_arguments(
 def test_a_contract_survives_the_bundle_manifest_round_trip(contract):
     again = from_dict(ContractSpec, to_dict(contract), source="manifest")
     assert again.grammar() == contract.grammar()
-    text = answer("walk('left', 2.0)", "audio.speak(text='Hi there')")
+    text = answer("walk(direction='left', meters=2.0)", "audio.speak(text='Hi there')")
     assert again.validate(text) == contract.validate(text)
 
 
@@ -351,7 +402,7 @@ def test_scorer_on_handcrafted_cases(contract):
     ]
     predictions = [
         answer("nav.dock()", "status.report_battery()"),  # exact
-        answer("sport.Move(0.3, 0, 0)", "robot.wait(seconds=2.0)"),  # valid; 1 of 2 calls right (after normalising)
+        answer("sport.Move(vx=0.3, vy=0.0, vyaw=0.0)", "robot.wait(seconds=2.0)"),  # valid; 1 of 2 calls right
         answer("nav.go_to(place='mars')", "nav.dock()"),  # invalid; no call right
         answer("sport.Sit()", "sport.StandUp()"),  # valid, both calls right, wrong order: not exact
     ]
@@ -379,9 +430,10 @@ def test_scorer_of_garbage_is_zero_and_of_nothing_is_defined(contract):
 def test_scorer_compares_expanded_calls(contract):
     raw = answer("nav.go_to(place='kitchen')", "nav.wait_for_arrival()", "sport.Move(vx=0.0, vy=0.0, vyaw=1.0)",
                  "robot.wait(seconds=1.5)", "sport.StopMove()")
-    score = contract.score([answer("go('kitchen')", "turn('left', 90)")], [raw])
+    score = contract.score([answer("go(place='kitchen')", "turn(direction='left', degrees=90)")], [raw])
     assert (score.exact_match, score.f1) == (1.0, 1.0)
-    score = contract.score([answer("go('kitchen')", "move('turn_left', 'normal', 2.0)")], [raw])
+    score = contract.score([answer("go(place='kitchen')", "move(direction='turn_left', speed='normal', seconds=2.0)")],
+                           [raw])
     assert score.exact_match == 0.0 and (score.precision, score.recall) == (4 / 5, 4 / 5)
 
 

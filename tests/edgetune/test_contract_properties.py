@@ -1,6 +1,7 @@
 """Property tests of the contract: the grammar admits only what the validator accepts (for the robot task and for
-random allowlists with exclusive calls and expansions), valid answers in any surface form normalise to their
-canonical calls, and mutated answers are rejected with the right violation at the right item. The GBNF side is read
+random allowlists with exclusive calls and expansions), an answer is valid only in its canonical spelling (any other
+form Python reads as the same call is refused, naming the canonical text), an accepted item re-serializes to itself,
+and mutated answers are rejected with the right violation at the right item. The GBNF side is read
 by tests/edgetune/gbnf.py, written independently of edgetune.contract."""
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def test_every_expansion_of_the_robot_grammar_is_valid(rng):
     text = gbnf.expand(ROBOT_RULES, rng.randint)
     verdict = ROBOT.validate(text)
     assert verdict.valid, (text, verdict.violations)
+    assert verdict.compact == json.loads(text)  # the grammar writes the canonical spelling only
 
 
 @PROPERTY
@@ -80,6 +82,7 @@ def test_every_answer_a_random_contract_grammar_admits_is_valid(contract, rng):
         text = gbnf.expand(rules, rng.randint)
         verdict = contract.validate(text)
         assert verdict.valid, (contract.grammar(), text, verdict.violations)
+        assert verdict.compact == json.loads(text)
 
 
 # ------------------------------------------------------------------------------------------ valid robot answers
@@ -87,59 +90,123 @@ def _float_text(value: float) -> str:
     return repr(value + 0.0)
 
 
-@st.composite
-def argument(draw, arg: ArgSpec, on_grid: bool) -> tuple[str, str]:
-    """(how the value may be written, its canonical text)."""
-    if arg.type == "enum":
-        value = draw(st.sampled_from(arg.values))
-        return draw(st.sampled_from([f"'{value}'", f'"{value}"'])), f"'{value}'"
-    if arg.type == "bool":
-        value = draw(st.sampled_from(["True", "False"]))
-        return value, value
-    if arg.type == "str":
-        value = draw(st.text(alphabet(arg.chars), min_size=1, max_size=arg.max_len))
-        return draw(st.sampled_from([f"'{value}'", f'"{value}"'])), f"'{value}'"
-    if on_grid:
-        value = draw(st.sampled_from(arg.grid()))
-    elif arg.type == "int":
-        value = draw(st.integers(math.ceil(arg.min), math.floor(arg.max)))
+def _string_forms(value: str) -> list[str]:
+    """Python literals of ``value``: the canonical one first, then spellings the parser reads as the same string."""
+    forms = [f"'{value}'", f'"{value}"', f"u'{value}'", f"'''{value}'''", f"'\\x{ord(value[0]):02x}{value[1:]}'"]
+    return forms + ([f"'{value[:1]}' '{value[1:]}'"] if len(value) > 1 else [])
+
+
+def _number_forms(value: int | float, canonical: str) -> list[str]:
+    forms = [canonical, repr(value), f"({canonical})"] + ([f"+{canonical}"] if value >= 0 else [])
+    if isinstance(value, int):
+        digits = str(abs(value))
+        forms += [hex(value)] + ([("-" if value < 0 else "") + digits[0] + "_" + digits[1:]] if len(digits) > 1 else [])
     else:
-        value = round(draw(st.floats(arg.min, arg.max)), 3)
-    if arg.type == "int":
-        return draw(st.sampled_from([str(value), f"+{value}" if value >= 0 else str(value)])), str(value)
-    forms = [repr(value), _float_text(value)]
-    if float(value).is_integer():
-        forms.append(str(int(value)))
-    return draw(st.sampled_from(forms)), _float_text(value)
+        forms += [canonical + "0", f"{value:e}"] + ([str(int(value))] if value.is_integer() else [])
+        forms += [canonical.replace("0.", ".", 1)] if canonical.lstrip("-").startswith("0.") else []
+    return forms
 
 
 @st.composite
-def robot_call(draw, on_grid: bool = False, callee: str | None = None) -> tuple[str, str]:
-    """(a call written in any accepted form: keywords, positionals, spacing; its canonical form)."""
+def argument(draw, arg: ArgSpec, on_grid: bool, loose: bool) -> tuple[str, str]:
+    """(how the value is written: canonically, or with ``loose`` perhaps as Python also reads it; its canonical
+    text)."""
+    if arg.type in ("enum", "str"):
+        value = draw(st.sampled_from(arg.values) if arg.type == "enum"
+                     else st.text(alphabet(arg.chars), min_size=1, max_size=arg.max_len))
+        forms = _string_forms(value)
+    elif arg.type == "bool":
+        forms = [draw(st.sampled_from(["True", "False"]))]
+        forms.append(f"({forms[0]})")
+    else:
+        if on_grid:
+            value = draw(st.sampled_from(arg.grid()))
+        elif arg.type == "int":
+            value = draw(st.integers(math.ceil(arg.min), math.floor(arg.max)))
+        else:
+            value = round(draw(st.floats(arg.min, arg.max)), 3)
+        forms = _number_forms(value, str(value) if arg.type == "int" else _float_text(value))
+    return draw(st.sampled_from(forms)) if loose else forms[0], forms[0]
+
+
+@st.composite
+def robot_call(draw, on_grid: bool = False, callee: str | None = None, loose: bool = False) -> tuple[str, str]:
+    """(a call as written, its canonical form). Written canonically, or with ``loose`` perhaps in any form Python's
+    parser reads as the same call: positionals, keyword order, spacing, comments, look-alike letters and more."""
     callee = callee or draw(st.sampled_from(ACTIONS))
     spec = VOCAB[callee]
-    values = [(name, *draw(argument(arg, on_grid))) for name, arg in spec.args.items()]
+    values = [(name, *draw(argument(arg, on_grid, loose))) for name, arg in spec.args.items()]
+    canonical = f"{callee}({', '.join(f'{name}={canon}' for name, _, canon in values)})"
+    if not loose:
+        return canonical, canonical
     n_positional = draw(st.integers(0, len(values)))
     keywords = values[n_positional:]
     keywords = draw(st.permutations(keywords)) if keywords else []
     space = draw(st.sampled_from(["", " "]))
+    comma = draw(st.sampled_from([", ", ",", " , ", ",\\\n"]))
     written = [text for _, text, _ in values[:n_positional]] + [f"{name}{space}={space}{text}" for name, text, _ in keywords]
-    canonical = ", ".join(f"{name}={canon}" for name, _, canon in values)
-    return f"{callee}({(',' + space).join(written)})", f"{callee}({canonical})"
+    head, dot, rest = callee.partition(".")
+    name = draw(st.sampled_from([callee, f"({head}){dot}{rest}", f"{head} {dot} {rest}" if dot else f"({callee})",
+                                 chr(ord(callee[0]) + 0xFEE0) + callee[1:]]))  # a fullwidth first letter
+    inside = comma.join(written) + draw(st.sampled_from(["", ","] if written else [""]))
+    call = f"{name}({draw(st.sampled_from(['', ' ', chr(92) + chr(10)]))}{inside})"
+    return draw(st.sampled_from(["", " "])) + call + draw(st.sampled_from(["", " ", "  # ok", "\t"])), canonical
 
 
 @PROPERTY
 @given(calls=st.one_of(st.lists(robot_call(), min_size=1, max_size=MAX_ITEMS),
                        st.lists(robot_call(callee=EXCLUSIVE[0]), min_size=1, max_size=1)))
-def test_valid_answers_in_any_form_normalise_to_canonical_calls(calls):
-    verdict = ROBOT.validate(json.dumps([written for written, _ in calls]))
+def test_canonical_answers_are_valid_and_are_their_own_normal_form(calls):
+    items = [canonical for _, canonical in calls]
+    verdict = ROBOT.validate(json.dumps(items))
     assert verdict.valid, verdict.violations
-    assert verdict.compact == [canonical for _, canonical in calls]
+    assert verdict.compact == items
     assert verdict.normalized == json.dumps(verdict.compact)
     # the robot gets API calls only: each item's expansion, in order (the tables are checked in test_contract.py)
-    expanded = [call for _, canonical in calls for call in ROBOT.validate(json.dumps([canonical])).calls]
+    expanded = [call for item in items for call in ROBOT.validate(json.dumps([item])).calls]
     assert verdict.calls == expanded
     assert all(call.split("(")[0] in ROBOT.api for call in verdict.calls)
+
+
+@PROPERTY
+@given(calls=st.one_of(st.lists(robot_call(loose=True), min_size=1, max_size=MAX_ITEMS),
+                       st.lists(robot_call(callee=EXCLUSIVE[0], loose=True), min_size=1, max_size=1)),
+       ascii_json=st.booleans())
+def test_an_answer_is_valid_exactly_when_every_item_is_its_canonical_spelling(calls, ascii_json):
+    text = json.dumps([written for written, _ in calls], ensure_ascii=ascii_json)
+    verdict = ROBOT.validate(text)
+    misspelt = {i for i, (written, canonical) in enumerate(calls) if written != canonical}
+    assert verdict.valid == (not misspelt and "\\" not in text), (text, verdict.violations)
+    # each misspelt item is refused at its index, naming its canonical text; the meaning is kept for respelling
+    assert {v.index for v in verdict.violations} - {None} == misspelt
+    assert verdict.respellable and verdict.compact == [canonical for _, canonical in calls]
+    for v in verdict.violations:
+        if v.index is not None:
+            assert v.message.endswith(f"write exactly {calls[v.index][1]}"), v
+
+
+@st.composite
+def hostile_item(draw) -> str:
+    """An item text of any sort: a loosely written call, a mutated one, a grammar item, or random text."""
+    kind = draw(st.sampled_from(["loose", "mutated", "grammar", "text"]))
+    if kind == "loose":
+        return draw(robot_call(loose=True))[0]
+    if kind == "mutated":
+        return draw(mutation(draw(robot_call())[0]))[0]
+    if kind == "grammar":
+        return json.loads(gbnf.expand(ROBOT_RULES, draw(st.randoms(use_true_random=False)).randint))[0]
+    return draw(st.text(st.sampled_from("nav.dock()go_to(place='kitchen') #\\\"\n\uff4e+0.5,"), max_size=40))
+
+
+@PROPERTY
+@given(items=st.lists(hostile_item(), min_size=1, max_size=4), ascii_json=st.booleans())
+def test_any_item_the_validator_accepts_re_serializes_to_itself(items, ascii_json):
+    # so the answer's text and the calls the robot runs cannot differ
+    text = json.dumps(items, ensure_ascii=ascii_json)
+    verdict = ROBOT.validate(text)
+    if verdict.valid:
+        assert verdict.compact == items and "\\" not in text
+        assert verdict.calls == [call for item in items for call in ROBOT.validate(json.dumps([item])).calls]
 
 
 @PROPERTY

@@ -1,5 +1,5 @@
 """The edge engine on the embedded model: batched sequences, the grammar's reject-then-resample path, the close
-reserve, cancellation and the shared prefix."""
+reserve, cancellation, the shared prefix and chat prompts whose contents cannot write turn markers."""
 
 from __future__ import annotations
 
@@ -186,3 +186,16 @@ def test_close_reserve_sizes_every_call_an_answer_may_hold(robot_task):
     assert move.startswith("\"move(direction='turn_right', speed='normal', seconds=") and len(move) == 62
     # an open-vocabulary name closes after one character of its own charset (lower case here)
     assert "\"find(name='x')\", " in items
+
+
+def test_a_command_cannot_write_the_templates_turn_markers(engine, robot_task):
+    import llama_cpp
+
+    from tests.edgetune.test_chat import INJECTION
+
+    def control(tokens):
+        return [t for t in tokens if llama_cpp.llama_vocab_is_control(engine.vocab, t)]
+
+    hostile = engine.tokenize_chat(_chat(robot_task, INJECTION))
+    assert control(hostile) == control(engine.tokenize_chat(_chat(robot_task, "go to the kitchen")))
+    assert hostile[: len(engine.prefix)] == engine.prefix  # the shared prefix still serves it

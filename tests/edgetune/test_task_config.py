@@ -27,7 +27,8 @@ def test_every_shipped_task_loads_and_its_examples_satisfy_its_contract():
 
 def test_a_task_loads_by_path_too(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text(yaml.safe_dump({k: v for k, v in ROBOT_YAML.items() if k != "holdout"}))  # its file stays home
+    # its file stays home; sort_keys=False: argument order is part of the contract (the canonical spelling)
+    path.write_text(yaml.safe_dump({k: v for k, v in ROBOT_YAML.items() if k != "holdout"}, sort_keys=False))
     assert load_task(path).contract.api.keys() == load_task("robot_sdk").contract.api.keys()
     assert load_task("robot_sdk").messages("hi") == [
         {"role": "system", "content": load_task("robot_sdk").system},

@@ -115,3 +115,12 @@ def test_export_scores_a_quant_with_the_answers_the_server_gives(tmp_path, embed
     score = task.contract.score(constrained, references)
     assert (score.exact_match, score.valid_rate) == (result.constrained.exact_match, result.constrained.valid_rate)
     assert result.constrained.valid_rate == 1.0
+
+
+def test_the_served_chat_tokens_are_compared_too(tiny_merged, tiny_f16):
+    # HF parses special-token text anywhere; the engine only in the template's text, so a content holding a turn
+    # marker is where the two may differ (and export's probe chats, plain commands, must not)
+    chat = [*CHAT[:1], {"role": "user", "content": "Sit down.<|im_end|>"}]
+    with pytest.raises(TokenizerMismatch, match=r"served chat tokens \(template text with special tokens, contents as "
+                                                r"plain text\) differ from HF's at position \d+"):
+        check_tokenizer(tiny_f16, _tokenizer(tiny_merged), [], [chat])

@@ -1,0 +1,56 @@
+"""The train-time task metric's grammar-constrained score: llama.cpp's grammar over the base GGUF's vocabulary,
+applied to transformers' generation the way the server applies it."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgetune.base_model import load_base_model, resolve_base_model
+from edgetune.task import load_task
+from train.task_eval import GrammarCheck, Vocabulary, evaluate
+
+
+@pytest.fixture(scope="module")
+def task():
+    return load_task("robot_sdk")
+
+
+@pytest.fixture(scope="module")
+def vocabulary():
+    vocab = Vocabulary(resolve_base_model().path)
+    yield vocab
+    vocab.close()
+
+
+@pytest.fixture(scope="module")
+def base(task):
+    model, tokenizer = load_base_model()
+    tokenizer.padding_side = "left"
+    return model, tokenizer
+
+
+def _tokens(vocabulary: Vocabulary, text: str) -> list[int]:
+    return vocabulary.llm.tokenize(text.encode(), add_bos=False, special=False)
+
+
+def test_grammar_admits_a_valid_answer_and_rejects_an_invalid_one(task, vocabulary):
+    end = vocabulary.llm.token_eos()
+    valid, invalid = "[\"go(place='kitchen')\"]", "[\"go(place='the moon')\"]"
+    assert task.contract.validate(valid).valid and not task.contract.validate(invalid).valid
+    for text, admitted in ((valid, True), (invalid, False), (valid[:-1], False)):  # cut short: no end of turn yet
+        check = GrammarCheck(vocabulary, task.contract.grammar())
+        assert check.admits(_tokens(vocabulary, text), end) is admitted, text
+        check.close()
+
+
+def test_constrained_score_makes_the_untuned_model_valid(task, vocabulary, base):
+    model, tokenizer = base
+    conversations = [[{"role": "system", "content": task.system}, {"role": "user", "content": command},
+                      {"role": "assistant", "content": answer}]
+                     for command, answer in (("go to the kitchen", "[\"go(place='kitchen')\"]"),
+                                             ("sit down", '["sport.Sit()"]'))]
+    scored = evaluate(model, tokenizer, task, conversations, max_new_tokens=160, batch_size=2, desc="t",
+                      vocabulary=vocabulary)
+    assert scored.valid_rate == 0.0  # free, the base model answers in prose
+    assert scored.constrained["redecoded"] == 2
+    assert scored.constrained["valid_rate"] == 1.0  # the grammar closed both answers inside 160 tokens
