@@ -90,7 +90,8 @@ ARG PYTHON_VERSION=3.10
 # The uid that owns runs/ on the host (bind mounts keep host ownership): 1000 is the first JetPack user.
 ARG APP_UID=1000
 ENV DEBIAN_FRONTEND=noninteractive
-# The interpreter the venv links to, and OpenMP for llama.cpp's CPU threads. Nothing to compile with.
+# The interpreter the venv links to, and OpenMP for llama.cpp's CPU threads (`python -m serve` makes them sleep,
+# not spin, while they wait: serve/threads.py; -e OMP_WAIT_POLICY=... overrides). Nothing to compile with.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends "python${PYTHON_VERSION}" libgomp1 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \

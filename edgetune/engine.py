@@ -130,6 +130,11 @@ def backend_name(offloaded: int) -> str:
     return gpus[0] if offloaded and gpus else "CPU"
 
 
+def _usable_cores() -> int:
+    """The cores this process may run on (a container's cpuset, taskset), not every core of the machine."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
@@ -361,7 +366,7 @@ class Engine:
         self.sequences = sequences
         self.n_ctx = n_ctx  #: context window of each sequence, prompt plus answer
         self.n_batch = n_batch
-        self.threads = threads if threads > 0 else (os.cpu_count() or 1)
+        self.threads = threads if threads > 0 else _usable_cores()
         self.n_gpu_layers = n_gpu_layers
         self.grammar_candidates = grammar_candidates
         self.close_reserve = close_reserve

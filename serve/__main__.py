@@ -4,7 +4,7 @@
     python -m serve --contexts 4 --queue 16 --threads 2        # 4 requests decode at once, 16 may wait
     python -m serve --remote-model ft:gpt-4o-mini:acme::x      # OpenAI fine-tuned fallback (OPENAI_API_KEY)
     python -m serve --remote-base-url http://127.0.0.1:8000/v1 --remote-model smol   # any OpenAI-compatible server
-    python -m serve --token s3cret --tls-cert srv.pem --tls-key srv.key [--tls-client-ca ca.pem]
+    python -m serve --token-file token.txt --tls-cert srv.pem --tls-key srv.key [--tls-client-ca ca.pem]
     python -m serve --config serve.yaml --set queue=4          # the same fields from YAML + key=value overrides
     python -m serve --custom-grammars                          # accept GBNF / JSON-schema constraints (workers)
 
@@ -21,6 +21,7 @@ import typing
 
 from edgetune.config import ConfigError, from_dict, merge, parse_overrides, read_yaml
 from serve.config import ServeConfig
+from serve.threads import prefer_passive_waits
 
 
 def _field_help() -> dict[str, str]:
@@ -56,11 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)
              if getattr(args, f.name) is not None}
-    if "token" not in flags and os.environ.get("EDGETUNE_TOKEN"):
+    if "token" in flags:
+        print("warning: --token is visible to every user in ps; use --token-file or $EDGETUNE_TOKEN", file=sys.stderr)
+    elif "token_file" not in flags and os.environ.get("EDGETUNE_TOKEN"):
         flags["token"] = os.environ["EDGETUNE_TOKEN"]
     try:
         data = merge(read_yaml(args.config) if args.config else {}, flags)
         config = from_dict(ServeConfig, merge(data, parse_overrides(args.set)), source=args.config or "command line")
+        prefer_passive_waits()  # before serve.server loads llama.cpp (libgomp reads its environment once)
         from serve.server import serve
 
         return serve(config)

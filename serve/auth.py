@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
+
+from edgetune.config import ConfigError
+
+if TYPE_CHECKING:
+    from serve.config import ServeConfig
 
 #: Methods answered without a token: load balancers and orchestrators probe health without secrets.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
@@ -32,6 +38,22 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         if hmac.compare_digest(given, self._expected):
             return await continuation(handler_call_details)
         return self._deny
+
+
+def read_token(config: "ServeConfig") -> str:
+    """The bearer token: ``token`` (flag, YAML or $EDGETUNE_TOKEN) or the first line of ``token_file``, which keeps
+    it out of ``ps`` and shell history; empty for no auth."""
+    if not config.token_file:
+        return config.token
+    try:
+        token = Path(config.token_file).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(None, "token_file", f"cannot read {config.token_file} ({exc}); give a readable file "
+                                              "holding the token") from None
+    if not token or "\n" in token:
+        raise ConfigError(None, "token_file", f"{config.token_file} must hold the token on one line (it is "
+                                              f"{'empty' if not token else 'several lines'})")
+    return token
 
 
 def server_credentials(cert: str, key: str, client_ca: str = "") -> grpc.ServerCredentials:

@@ -20,7 +20,7 @@ class ServeConfig:
     contexts: int = 2  #: sequences of the one llama.cpp context: how many requests decode at once (batched)
     queue: int = 8  #: requests that may wait for a context; beyond it RESOURCE_EXHAUSTED at once
     n_gpu_layers: int = -1  #: layers offloaded to the GPU (-1: auto, all when llama.cpp was built with offload)
-    threads: int = 0  #: CPU threads of the llama.cpp context (0: every core)
+    threads: int = 0  #: CPU threads of the llama.cpp context (0: every usable core; waiting threads sleep)
     n_ctx: int = 2048  #: context window of each sequence, prompt plus answer
     n_batch: int = 512  #: prompt tokens evaluated per llama.cpp batch (also the cancel granularity of prompts)
     few_shot: Literal["auto", "on", "off"] = "auto"  #: task examples as chat turns; auto: only without a bundle
@@ -31,7 +31,8 @@ class ServeConfig:
     remote_model: str = ""  #: remote model id (default: runs/RUN/openai_ft.json's model)
     remote_base_url: str = ""  #: OpenAI-compatible base URL (default: $OPENAI_BASE_URL or OpenAI's)
     remote_timeout_s: float = 30.0  #: longest a remote request may take
-    token: str = ""  #: bearer token clients must send (empty: no auth; $EDGETUNE_TOKEN also works)
+    token: str = ""  #: bearer token clients must send (empty: no auth); shows in ps: prefer token_file, $EDGETUNE_TOKEN
+    token_file: str = ""  #: file holding the bearer token on one line (instead of token)
     tls_cert: str = ""  #: PEM certificate chain: serve TLS
     tls_key: str = ""  #: PEM private key for tls_cert
     tls_client_ca: str = ""  #: PEM CA bundle: require client certificates signed by it (mTLS)
@@ -62,6 +63,8 @@ class ServeConfig:
             yield "max_tokens_limit", f"must be between 1 and n_ctx ({self.n_ctx})"
         if bool(self.tls_cert) != bool(self.tls_key):
             yield "tls_cert", "TLS needs both --tls-cert and --tls-key"
+        if self.token and self.token_file:
+            yield "token_file", "give the token once: --token-file or --token ($EDGETUNE_TOKEN), not both"
         if self.tls_client_ca and not self.tls_cert:
             yield "tls_client_ca", "mTLS needs --tls-cert and --tls-key as well"
         if self.log_level not in ("debug", "info", "warning", "error"):

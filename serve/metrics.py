@@ -1,14 +1,71 @@
 """Prometheus metrics: requests and errors by status code, TTFT and tokens/s histograms, queue depth.
 
 Each server owns its registry (several servers in one process, as in tests, do not collide); ``serve_http``
-exposes it on ``/metrics``.
+exposes it on ``/metrics``. prometheus_client's own ``start_http_server`` answers any path and starts a thread per
+connection without a limit (300 idle connections held 313 threads); :class:`MetricsHTTPServer` answers only
+``/metrics``, serves at most ``MAX_CONNECTIONS`` connections at once (the rest are closed at once) and drops a
+connection that sends nothing for ``IDLE_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+MAX_CONNECTIONS = 8  #: scrapes served at once; Prometheus makes one at a time
+IDLE_TIMEOUT_S = 2.0  #: a connection silent (or unread) this long is closed
+
+
+class _MetricsHandler(BaseHTTPRequestHandler):
+    timeout = IDLE_TIMEOUT_S  # socket timeout for every read and write of the connection
+    server: "MetricsHTTPServer"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path.split("?", 1)[0] != "/metrics":
+            self.send_error(404, "only /metrics is served here")
+            return
+        body = generate_latest(self.server.registry)
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
+        """Silent: scrapes would flood the server's log (and their paths are client text)."""
+
+
+class MetricsHTTPServer(ThreadingHTTPServer):
+    """``/metrics`` of ``registry`` over HTTP, with a bounded number of connection threads."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], registry: CollectorRegistry):
+        self.registry = registry
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, _MetricsHandler)
+
+    def process_request(self, request: socket.socket, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: close it rather than start another thread
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: socket.socket, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
 
 _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _TPS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -49,7 +106,8 @@ class Metrics:
         if tokens_per_second > 0:
             self.tokens_per_second.labels(backend).observe(tokens_per_second)
 
-    def serve_http(self, port: int, host: str):
-        """Start /metrics on ``host:port``; returns the HTTP server (``shutdown()`` stops it)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+    def serve_http(self, port: int, host: str) -> MetricsHTTPServer:
+        """Start /metrics on ``host:port`` in a thread; returns the HTTP server (``stop()`` stops it)."""
+        server = MetricsHTTPServer((host, port), self.registry)
+        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
         return server

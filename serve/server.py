@@ -12,29 +12,76 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import edgetune
 from edgetune.contract import Verdict
 from serve import logs
-from serve.auth import BearerTokenInterceptor, server_credentials
+from serve.auth import BearerTokenInterceptor, read_token, server_credentials
 from serve.backends import (GrammarFailed, Job, LocalBackend, PoolFull, QueueTimeout, RemoteBackend, RemoteUnavailable,
                             Result)
 from serve.config import ServeConfig
 from serve.metrics import Metrics
 from serve.proto import BACKEND_NAMES, BACKENDS, FINISH, pb, pb_grpc
-from serve.requests import InvalidRequest, prepare
+from serve.requests import MAX_REQUEST_ID, InvalidRequest, prepare
 from serve.source import Served, resolve
+from serve.threads import prefer_passive_waits
 
 log = logging.getLogger("serve")
 SERVICE = pb.DESCRIPTOR.services_by_name["Inference"].full_name
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: a cancel this close to the deadline is the deadline: the client's clock starts before the server's copy does
+DEADLINE_SLACK_S = 0.25
+
+
+def _utf8(text: str) -> str:
+    """``text`` as protobuf can carry it: a lone surrogate (a remote model's JSON can hold one) becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+class Undecodable:
+    """What arrives instead of a request whose bytes do not parse (corrupt protobuf, a string that is not UTF-8)."""
+
+    request_id = ""
+
+    def __init__(self, message: str, problem: str):
+        self.message, self.problem = message, problem
+
+    def invalid(self) -> InvalidRequest:
+        return InvalidRequest("request", f"is not a valid {self.message} ({self.problem}): send a serialized "
+                                         f"{self.message} whose string fields are UTF-8")
+
+
+def _lenient(message_type: Any) -> Callable[[bytes], Any]:
+    """A request deserializer that hands a parse failure to the servicer (as :class:`Undecodable`), which answers
+    INVALID_ARGUMENT, logs and counts it; grpc's own would answer UNKNOWN with a Python class name, unlogged."""
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as exc:
+            return Undecodable(message_type.DESCRIPTOR.full_name, str(exc) or "does not parse")
+    return parse
+
+
+def add_inference_service(servicer: "InferenceService", server: grpc.aio.Server) -> None:
+    """``pb_grpc.add_InferenceServicer_to_server`` with :func:`_lenient` request deserializers."""
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["Inference"].methods:
+        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(getattr(servicer, method.name),
+                                     request_deserializer=_lenient(getattr(pb, method.input_type.name)),
+                                     response_serializer=getattr(pb, method.output_type.name).SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
 
 
 class Failure(Exception):
@@ -160,7 +207,7 @@ class Engine:
 
 def _completion(result: Result, verdict: Verdict) -> pb.Completion:
     return pb.Completion(
-        text=result.text,
+        text=_utf8(result.text),
         finish_reason=FINISH[result.finish],
         usage=pb.Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens),
         timings=pb.Timings(queue_ms=result.queue_ms, ttft_ms=result.ttft_ms, decode_ms=result.decode_ms,
@@ -169,11 +216,11 @@ def _completion(result: Result, verdict: Verdict) -> pb.Completion:
         model=result.model,
         verdict=pb.Verdict(
             valid=verdict.valid,
-            violations=[pb.Violation(code=v.code, message=v.message, index=-1 if v.index is None else v.index,
+            violations=[pb.Violation(code=v.code, message=_utf8(v.message), index=-1 if v.index is None else v.index,
                                      col=-1 if v.col is None else v.col) for v in verdict.violations],
-            calls=verdict.calls,
+            calls=[_utf8(call) for call in verdict.calls],
         ),
-        error=result.error,
+        error=_utf8(result.error),
         forced_close=result.forced_close,
     )
 
@@ -182,6 +229,8 @@ class InferenceService(pb_grpc.InferenceServicer):
     def __init__(self, engine: Engine):
         self.engine = engine
         self.metrics = engine.metrics
+        self.draining = False  #: set on SIGTERM: new Generate calls get UNAVAILABLE
+        self.in_flight = 0  #: Generate and GenerateStream calls not finished yet
 
     # ------------------------------------------------------------------------------------------------ RPCs
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
@@ -196,7 +245,7 @@ class InferenceService(pb_grpc.InferenceServicer):
         chunks: asyncio.Queue[pb.GenerateStreamResponse | None] = asyncio.Queue()  # None: decoding ended
 
         def emit(text: str, backend: str, restart: bool) -> None:
-            chunk = pb.TokenChunk(text=text, backend=BACKENDS[backend], restart=restart)
+            chunk = pb.TokenChunk(text=_utf8(text), backend=BACKENDS[backend], restart=restart)
             chunks.put_nowait(pb.GenerateStreamResponse(chunk=chunk))
 
         async with self._rpc("GenerateStream", request, context) as facts:
@@ -213,6 +262,9 @@ class InferenceService(pb_grpc.InferenceServicer):
                     work.cancel()  # the client went away: stop decoding (the context is freed by its thread)
 
     async def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
+        if isinstance(request, Undecodable):
+            async with self._rpc("GetModelInfo", request, context):
+                raise request.invalid()
         engine, served, config = self.engine, self.engine.served, self.engine.config
         d, local = served.sampling, engine.local.engine
         self.metrics.rpc("GetModelInfo", "OK")
@@ -234,6 +286,11 @@ class InferenceService(pb_grpc.InferenceServicer):
     async def _generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, received: float,
                         facts: dict[str, Any], emit: Callable[[str, str, bool], None]) -> pb.GenerateResponse:
         engine = self.engine
+        if isinstance(request, Undecodable):
+            raise request.invalid()
+        if self.draining:
+            raise Failure(grpc.StatusCode.UNAVAILABLE, "the server is shutting down (health NOT_SERVING); retry on "
+                                                       "another server or after it restarts")
         if not engine.ready:
             raise Failure(grpc.StatusCode.UNAVAILABLE, "the model is still loading; retry when health is SERVING")
         backend = BACKEND_NAMES.get(request.backend) or engine.default_backend
@@ -261,30 +318,36 @@ class InferenceService(pb_grpc.InferenceServicer):
                      ttft_ms=a.ttft_ms, total_ms=a.total_ms, fallback_reason=routed.fallback_reason or None)
         return response
 
-    def _rpc(self, method: str, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
-        return _RpcScope(self.metrics, method, request, context)
+    def _rpc(self, method: str, request: Any, context: grpc.aio.ServicerContext):
+        return _RpcScope(self, method, request, context)
 
 
 class _RpcScope:
     """Maps exceptions to gRPC status codes, counts the RPC and logs one JSON line for it."""
 
-    def __init__(self, metrics: Metrics, method: str, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
-        self.metrics, self.method, self.context = metrics, method, context
-        self.facts: dict[str, Any] = {"request_id": request.request_id}
+    def __init__(self, service: InferenceService, method: str, request: Any, context: grpc.aio.ServicerContext):
+        self.service, self.metrics, self.method, self.context = service, service.metrics, method, context
+        # logged before validation: at most MAX_REQUEST_ID characters of whatever the client sent
+        self.facts: dict[str, Any] = {"request_id": getattr(request, "request_id", "")[:MAX_REQUEST_ID]}
         self.started = time.monotonic()
 
     async def __aenter__(self) -> dict[str, Any]:
+        self.service.in_flight += 1
         return self.facts
 
+    def _expired(self) -> bool:
+        remaining = self.context.time_remaining()
+        return remaining is not None and remaining <= DEADLINE_SLACK_S
+
     async def __aexit__(self, exc_type, exc, tb) -> bool:
+        self.service.in_flight -= 1
         code, details = grpc.StatusCode.OK, ""
         if isinstance(exc, (InvalidRequest, GrammarFailed)):
             code, details = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
         elif isinstance(exc, Failure):
             code, details = exc.code, str(exc)
         elif isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-            expired = self.context.time_remaining() is not None and self.context.time_remaining() <= 0
-            code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if self._expired() else grpc.StatusCode.CANCELLED
         elif exc is not None and not isinstance(exc, grpc.aio.AbortError):
             log.exception("unexpected error", extra={"request_id": self.facts.get("request_id")})
             code, details = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
@@ -308,9 +371,11 @@ class EdgeServer:
 
     def __init__(self, config: ServeConfig):
         self.config = config
+        self.token = read_token(config)
         self.served = resolve(config)
         self.metrics = Metrics()
         self.engine = Engine(config, self.served, self.metrics)
+        self.service = InferenceService(self.engine)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._metrics_http = None
@@ -318,12 +383,12 @@ class EdgeServer:
 
     async def start(self) -> int:
         c = self.config
-        interceptors = [BearerTokenInterceptor(c.token)] if c.token else []
+        interceptors = [BearerTokenInterceptor(self.token)] if self.token else []
         self._server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", c.max_request_bytes * 4 + (1 << 20)),
         ])
-        pb_grpc.add_InferenceServicer_to_server(InferenceService(self.engine), self._server)
+        add_inference_service(self.service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
         for service in ("", SERVICE):
@@ -338,7 +403,7 @@ class EdgeServer:
         if c.metrics_port:
             self._metrics_http = self.metrics.serve_http(c.metrics_port, c.host)
         log.info("listening", extra={"fields": {"address": f"{c.host}:{self.port}", "tls": bool(c.tls_cert),
-                                                "mtls": bool(c.tls_client_ca), "auth": bool(c.token),
+                                                "mtls": bool(c.tls_client_ca), "auth": bool(self.token),
                                                 "metrics_port": c.metrics_port or None}})
         return self.port
 
@@ -357,13 +422,19 @@ class EdgeServer:
             "load_s": round(time.monotonic() - started, 2)}})
 
     async def stop(self, grace: float | None = None) -> None:
-        """Health NOT_SERVING, refuse new RPCs, let in-flight ones finish for ``grace`` seconds, then stop."""
+        """Drain, then stop: health NOT_SERVING and new Generate calls UNAVAILABLE while the port stays open (a
+        client sees why instead of connection refused), until in-flight calls end or ``grace`` seconds pass."""
+        grace = self.config.drain_s if grace is None else grace
+        end = time.monotonic() + grace
+        self.service.draining = True
         await self.health.enter_graceful_shutdown()
+        while self.service.in_flight and time.monotonic() < end:
+            await asyncio.sleep(0.05)
         if self._server is not None:
-            await self._server.stop(self.config.drain_s if grace is None else grace)
+            await self._server.stop(max(0.0, end - time.monotonic()))
         await self.engine.close()
         if self._metrics_http is not None:
-            self._metrics_http.shutdown()
+            self._metrics_http.stop()
 
 
 async def run(config: ServeConfig) -> int:
@@ -392,4 +463,7 @@ async def run(config: ServeConfig) -> int:
 def serve(config: ServeConfig) -> int:
     """Run the server in this thread until SIGTERM (the stage function behind ``python -m serve``)."""
     logs.setup(config.log_level)
+    waits = prefer_passive_waits()
+    logs.route_llama_cpp()
+    log.info("threads", extra={"fields": {"threads": config.threads or "every usable core", "openmp": waits}})
     return asyncio.run(run(config))
