@@ -2,7 +2,7 @@
 
 llama.cpp's grammar code is not safe against hostile input: its GBNF parser recurses per nesting level (30,000
 nested parentheses overflow the stack: SIGSEGV), an ambiguous grammar multiplies its parse stacks at every accepted
-token (a 56-byte one spins inside ``llama_sampler_accept`` for minutes, and no stop flag is checked meanwhile), and a
+token (a 56-byte one spins in llama.cpp for minutes once it has accepted "{", and no stop flag is checked meanwhile), and a
 repetition like ``"a"{0,60000}`` allocates gigabytes. None of that can be stopped from inside the process it runs
 in. So a grammar the operator did not ship runs in a :class:`GrammarWorker`: a child process that loads only the
 model's vocabulary (``vocab_only``, no weights), under an address-space limit, that converts and compiles the
