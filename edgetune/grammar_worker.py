@@ -2,8 +2,8 @@
 
 llama.cpp's grammar code is not safe against hostile input: its GBNF parser recurses per nesting level (30,000
 nested parentheses overflow the stack: SIGSEGV), an ambiguous grammar multiplies its parse stacks at every accepted
-token (a 56-byte one spins in llama.cpp for minutes once it has accepted "{", and no stop flag is checked meanwhile), and a
-repetition like ``"a"{0,60000}`` allocates gigabytes. None of that can be stopped from inside the process it runs
+token (a 56-byte one spins for minutes once it has accepted "{", and no stop flag is checked meanwhile), and 64 KB
+of repetitions like ``"ab"{0,999}`` allocate gigabytes. None of that can be stopped from inside the process it runs
 in. So a grammar the operator did not ship runs in a :class:`GrammarWorker`: a child process that loads only the
 model's vocabulary (``vocab_only``, no weights), under an address-space limit, that converts and compiles the
 grammar and answers "which of these tokens are allowed" and "accept this token" over a pipe. Every call has a time
