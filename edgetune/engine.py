@@ -22,6 +22,12 @@ quant is scored by the decoder that serves it.
   "sport.Sit()", ...``) until max_tokens cuts it into invalid JSON. Once only ``close_reserve`` tokens of the
   budget remain, closing tokens (quotes, brackets, and end-of-generation once the grammar is complete) are
   preferred whenever the grammar allows one, so the answer closes validly inside the budget (``forced_close``).
+  Greedy decoding spells a call in about as many tokens as the tokenizer does; a sampled answer may spell it a
+  character per token (``"s", "p", "o", ...``: at temperature 1, 4 of 24 answers at max_tokens 33 were cut
+  off), so sampling reserves the longest call's characters instead (:meth:`Engine.reserve`), and a budget of
+  that many tokens always closes.
+* **Client grammars** (custom GBNF, JSON schemas) run in a worker process per sequence
+  (edgetune.grammar_worker), bounded in time and memory; the trusted contract grammar runs here.
 
 llama_cpp is imported lazily: importing this module costs nothing (and never torch).
 """
@@ -44,6 +50,8 @@ from edgetune.contract import ContractSpec, format_value
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from edgetune.grammar_worker import CustomGrammar, GrammarWorker
 
 log = logging.getLogger("edgetune.engine")
 
@@ -143,7 +151,8 @@ class Request:
     repeat_penalty: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)  #: strings that end the answer (not part of it)
-    grammar: str | None = None  #: GBNF that constrains the answer
+    grammar: str | None = None  #: trusted GBNF that constrains the answer (the bundle's contract), run in process
+    custom_grammar: "CustomGrammar | None" = None  #: a client's grammar: run in the sequence's grammar worker
     should_stop: Callable[[], Finish | None] = lambda: None  #: checked every step: a reason ends decoding now
     on_text: Callable[[str], None] = lambda text: None  #: streamed text, in order
 
@@ -162,17 +171,61 @@ class Outcome:
     error: str = ""
     forced_close: bool = False
     full_scans: int = 0  #: steps where the grammar was checked against the whole vocabulary
+    grammar_error: str = ""  #: the request's grammar failed (does not compile, too expensive): the client's error
+
+
+def grammar_allows(grammar: Any, ids: "np.ndarray", scratch: "np.ndarray") -> "np.ndarray":
+    """The ``ids`` a llama.cpp grammar sampler allows in its current state; ``scratch`` is a token-data buffer at
+    least as long (the grammar sets a rejected token's logit to -inf and reads nothing else)."""
+    import llama_cpp
+    import numpy as np
+
+    view = scratch[: len(ids)]
+    view["id"] = ids
+    view["logit"] = 0.0
+    array = llama_cpp.llama_token_data_array(
+        data=scratch.ctypes.data_as(llama_cpp.llama_token_data_p), size=len(ids), selected=-1, sorted=False)
+    llama_cpp.llama_sampler_apply(grammar, ctypes.byref(array))
+    return ids[np.isfinite(view["logit"])]
+
+
+class _LocalGrammar:
+    """A trusted grammar (the bundle's contract) as a llama.cpp sampler in this process."""
+
+    def __init__(self, engine: "Engine", gbnf: str):
+        self.sampler = init_grammar(engine.vocab, gbnf)
+        self.scratch = engine.scratch
+
+    def allowed(self, ids: "np.ndarray") -> "np.ndarray":
+        return grammar_allows(self.sampler, ids, self.scratch)
+
+    def accept(self, token: int) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_sampler_accept(self.sampler, token)
+
+    def free(self) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_sampler_free(self.sampler)
 
 
 class _Sampler:
     """A request's llama.cpp sampler chain and grammar, and the common_sampler rejection logic over them."""
 
-    def __init__(self, engine: "Engine", request: Request):
+    def __init__(self, engine: "Engine", request: Request, seq_id: int):
         import llama_cpp
 
         self.engine = engine
+        self.grammar: Any = None
+        if request.custom_grammar is not None:
+            if not engine.workers:
+                raise GrammarError("is a client grammar, and this engine runs none (custom_grammars is off)")
+            engine.workers[seq_id].compile(request.custom_grammar)
+            self.grammar = engine.workers[seq_id]
+        elif request.grammar:
+            self.grammar = _LocalGrammar(engine, request.grammar)
         self.chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        self.grammar = None
         steps = []
         if request.repeat_penalty != 1.0:
             steps.append(llama_cpp.llama_sampler_init_penalties(engine.n_vocab, PENALTY_LAST_N,
@@ -189,13 +242,11 @@ class _Sampler:
             llama_cpp.llama_sampler_chain_add(self.chain, step)
         for token in request.prompt[-PENALTY_LAST_N:]:  # the penalty sees the prompt too, as in llama-server
             llama_cpp.llama_sampler_accept(self.chain, token)
-        if request.grammar:
-            self.grammar = init_grammar(engine.vocab, request.grammar)
         # checking the likely candidates first is exact for greedy decoding; with sampling it is used when top-k
         # keeps no more than them (llama.cpp's sampler makes the same trade); otherwise the whole vocabulary
         exact = request.temperature <= 0 or 0 < request.top_k <= engine.grammar_candidates
         self.candidates = engine.grammar_candidates if exact else 0
-        self.close_after = (request.max_tokens - engine.close_reserve
+        self.close_after = (request.max_tokens - engine.reserve(request.temperature)
                             if self.grammar is not None and len(engine.closing) else None)
         self.forced_close = False
         self.full_scans = 0
@@ -206,20 +257,20 @@ class _Sampler:
 
         e = self.engine
         if self.close_after is not None and generated >= self.close_after:
-            closing = self._allowed(e.closing, logits)
+            closing = self.grammar.allowed(e.closing)
             if len(closing):
                 self.forced_close = True
                 return self._choose(closing, logits)
         token = self._choose(None, logits)
-        if self.grammar is None or len(self._allowed(np.asarray([token], dtype=np.intc), logits)):
+        if self.grammar is None or len(self.grammar.allowed(np.asarray([token], dtype=np.intc))):
             return token
         if self.candidates:
             top = np.argpartition(-logits, self.candidates)[: self.candidates].astype(np.intc)
-            allowed = self._allowed(top, logits)
+            allowed = self.grammar.allowed(top)
             if len(allowed):
                 return self._choose(allowed, logits)
         self.full_scans += 1
-        allowed = self._allowed(e.every, logits)
+        allowed = self.grammar.allowed(e.every)
         return self._choose(allowed, logits) if len(allowed) else None
 
     def _array(self, ids: "np.ndarray | None", logits: "np.ndarray"):
@@ -236,15 +287,6 @@ class _Sampler:
             data=data.ctypes.data_as(llama_cpp.llama_token_data_p), size=n, selected=-1, sorted=False)
         return view, array
 
-    def _allowed(self, ids: "np.ndarray", logits: "np.ndarray") -> "np.ndarray":
-        """The ``ids`` the grammar allows in its current state."""
-        import llama_cpp
-        import numpy as np
-
-        view, array = self._array(ids, logits)
-        llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(array))
-        return ids[np.isfinite(view["logit"][: len(ids)])]
-
     def _choose(self, ids: "np.ndarray | None", logits: "np.ndarray") -> int:
         """The chain's pick among ``ids`` (None: the whole vocabulary)."""
         import llama_cpp
@@ -258,14 +300,14 @@ class _Sampler:
 
         llama_cpp.llama_sampler_accept(self.chain, token)
         if self.grammar is not None:
-            llama_cpp.llama_sampler_accept(self.grammar, token)
+            self.grammar.accept(token)
 
     def free(self) -> None:
         import llama_cpp
 
         llama_cpp.llama_sampler_free(self.chain)
         if self.grammar is not None:
-            llama_cpp.llama_sampler_free(self.grammar)
+            self.grammar.free()
 
 
 class _Text:
@@ -316,7 +358,8 @@ class Engine:
 
     def __init__(self, model_path: Path | str, *, sequences: int = 1, n_ctx: int = 2048, n_batch: int = 512,
                  threads: int = 0, n_gpu_layers: int = -1, grammar_candidates: int = 64, close_reserve: int = 0,
-                 contract: ContractSpec | None = None):
+                 contract: ContractSpec | None = None, custom_grammars: bool = False,
+                 grammar_timeout_s: float = 1.0):
         if sequences < 1:
             raise ValueError("sequences: need at least 1")
         self.model_path = Path(model_path)
@@ -327,7 +370,11 @@ class Engine:
         self.n_gpu_layers = n_gpu_layers
         self.grammar_candidates = grammar_candidates
         self.close_reserve = close_reserve
+        self.sampled_reserve = 0  #: the close reserve of sampled (temperature > 0) answers, set by load()
         self.contract = contract
+        self.custom_grammars = custom_grammars  #: start a grammar worker per sequence for Request.custom_grammar
+        self.grammar_timeout_s = grammar_timeout_s  #: longest one grammar-worker call may take
+        self.workers: list[GrammarWorker] = []
         self.offloaded_layers = 0
         self.n_layers = 0
         self.backend = "CPU"
@@ -346,6 +393,10 @@ class Engine:
         import llama_cpp
         import numpy as np
 
+        if self.custom_grammars:  # they start while the model loads
+            from edgetune.grammar_worker import GrammarWorker
+
+            self.workers = [GrammarWorker(self.model_path, self.grammar_timeout_s) for _ in range(self.sequences)]
         layers = resolve_gpu_layers(self.n_gpu_layers)
         self.llm = _load_model(self.model_path, n_ctx=self.n_ctx, n_batch=self.n_batch, n_threads=self.threads,
                                n_threads_batch=self.threads, n_gpu_layers=layers, use_mmap=True, verbose=False)
@@ -380,6 +431,10 @@ class Engine:
         self.closing = self._closing_tokens()
         if self.close_reserve <= 0:
             self.close_reserve = close_reserve(self.contract, self.tokenize_text)
+        # a character per token: the most tokens any spelling of the longest call can take
+        self.sampled_reserve = max(self.close_reserve, close_reserve(self.contract, list))
+        for worker in self.workers:
+            worker.wait_ready()
         if len(prefix_chats) >= 2:
             prompts = [self.tokenize_chat(chat) for chat in prefix_chats]
             self._decode_prefix(prompts[0][: min(common_prefix(prompts[0], p) for p in prompts[1:])])
@@ -418,11 +473,10 @@ class Engine:
     def tokenize_text(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
-    def check_grammar(self, gbnf: str) -> None:
-        """Raise GrammarError unless llama.cpp compiles ``gbnf``."""
-        import llama_cpp
-
-        llama_cpp.llama_sampler_free(init_grammar(self.vocab, gbnf))
+    def reserve(self, temperature: float) -> int:
+        """Tokens a constrained answer at ``temperature`` keeps for closing: the smallest max_tokens with which the
+        contract grammar's answer always closes."""
+        return self.close_reserve if temperature <= 0 else self.sampled_reserve
 
     def _token_bytes(self, token: int) -> bytes:
         """A token's bytes (engine thread, or load before it starts: one shared buffer)."""
@@ -489,6 +543,9 @@ class Engine:
             llama_cpp.llama_free(self.ctx)
             self.llm.close()
             self.llm = None
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
 
     # ---------------------------------------------------------------------------------------- the thread
     def _run(self) -> None:
@@ -520,9 +577,10 @@ class Engine:
             done(outcome)
             return
         try:
-            sampler = _Sampler(self, request)
+            sampler = _Sampler(self, request, seq_id)
         except GrammarError as exc:
             outcome.finish, outcome.error = "error", f"GrammarError: the grammar {exc}"
+            outcome.grammar_error = str(exc)
             done(outcome)
             return
         if not request.prompt:
@@ -539,7 +597,7 @@ class Engine:
         self._active[seq_id] = _Sequence(seq_id, request, sampler, text, outcome, done,
                                          list(request.prompt[shared:]), shared)
 
-    def _finish(self, seq: _Sequence, finish: Finish, error: str = "") -> None:
+    def _finish(self, seq: _Sequence, finish: Finish, error: str = "", grammar_error: str = "") -> None:
         import llama_cpp
 
         llama_cpp.llama_memory_seq_rm(self.memory, seq.id, -1, -1)
@@ -551,6 +609,7 @@ class Engine:
             o.first = o.first or o.last
         o.text, o.finish, o.error = seq.text.text, finish, error
         o.forced_close, o.full_scans = seq.sampler.forced_close, seq.sampler.full_scans
+        o.grammar_error = grammar_error
         seq.sampler.free()
         seq.done(o)
 
@@ -610,11 +669,16 @@ class Engine:
         import llama_cpp
 
         o, request = seq.outcome, seq.request
-        token = seq.sampler.sample(logits, len(o.tokens))
-        if token is None:
-            self._finish(seq, "error", "the grammar allows no token here (it cannot be completed)")
+        try:
+            token = seq.sampler.sample(logits, len(o.tokens))
+            if token is not None:
+                seq.sampler.accept(token)
+        except GrammarError as exc:  # a client grammar's worker ran out of time or memory: only this request ends
+            self._finish(seq, "error", f"GrammarRejected: the grammar {exc}", grammar_error=str(exc))
             return
-        seq.sampler.accept(token)
+        if token is None:  # the grammar cannot go on (a dead end such as "\x00"): the answer ends here
+            self._finish(seq, "stop")
+            return
         if llama_cpp.llama_vocab_is_eog(self.vocab, token):
             o.stop_token = token
             self._finish(seq, "stop")

@@ -6,6 +6,7 @@
     python -m serve --remote-base-url http://127.0.0.1:8000/v1 --remote-model smol   # any OpenAI-compatible server
     python -m serve --token-file token.txt --tls-cert srv.pem --tls-key srv.key [--tls-client-ca ca.pem]
     python -m serve --config serve.yaml --set queue=4          # the same fields from YAML + key=value overrides
+    python -m serve --custom-grammars                          # accept GBNF / JSON-schema constraints (workers)
 
 Health (grpc.health.v1) is NOT_SERVING until the model is loaded; SIGTERM drains in-flight requests, then stops.
 """
@@ -45,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(ServeConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
+        switch = {"nargs": "?", "const": "true"} if kind is bool else {}  # --custom-grammars alone: true
         kind = kind if kind in (int, float) else str
-        parser.add_argument(flag, dest=f.name, type=kind, default=None,
+        parser.add_argument(flag, dest=f.name, type=kind, default=None, **switch,
                             help=f"{helps.get(f.name, '')} (default: {f.default!r})")
     return parser
 

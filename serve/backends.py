@@ -20,6 +20,7 @@ from typing import Callable, Literal, Sequence
 
 from edgetune.contract import ContractSpec
 from edgetune.engine import Engine, EngineClosed, Finish, Outcome, Request
+from edgetune.grammar_worker import CustomGrammar
 from serve.config import ServeConfig
 
 log = logging.getLogger("serve.backends")
@@ -39,6 +40,11 @@ class RemoteUnavailable(Exception):
     """No remote backend is configured."""
 
 
+class GrammarFailed(Exception):
+    """The request's custom grammar did not compile or was too expensive (its worker was restarted): the client's
+    error (INVALID_ARGUMENT); the message names constraint.value."""
+
+
 @dataclass
 class Job:
     """One validated request, ready for a backend. Times are ``time.monotonic()`` seconds."""
@@ -53,7 +59,8 @@ class Job:
     repeat_penalty: float
     stop: list[str]
     seed: int | None = None
-    grammar: str | None = None  #: GBNF the local backend constrains decoding with
+    grammar: str | None = None  #: trusted GBNF the local backend constrains decoding with (the contract's)
+    custom_grammar: CustomGrammar | None = None  #: a client's grammar, run in a grammar worker
     prompt_tokens: list[int] = field(default_factory=list)  #: the local backend's tokenized prompt
     received: float = field(default_factory=time.monotonic)
     deadline: float | None = None
@@ -173,10 +180,12 @@ class LocalBackend:
 
     def __init__(self, model_path: Path, *, contexts: int, queue: int, n_ctx: int, n_batch: int = 512,
                  threads: int = 0, n_gpu_layers: int = -1, grammar_candidates: int = 64, close_reserve: int = 0,
-                 contract: ContractSpec | None = None, prefix_chats: Sequence[list[dict[str, str]]] = ()):
+                 contract: ContractSpec | None = None, prefix_chats: Sequence[list[dict[str, str]]] = (),
+                 custom_grammars: bool = False, grammar_timeout_ms: int = 1000):
         self.engine = Engine(model_path, sequences=contexts, n_ctx=n_ctx, n_batch=n_batch, threads=threads,
                              n_gpu_layers=n_gpu_layers, grammar_candidates=grammar_candidates,
-                             close_reserve=close_reserve, contract=contract)
+                             close_reserve=close_reserve, contract=contract, custom_grammars=custom_grammars,
+                             grammar_timeout_s=grammar_timeout_ms / 1000.0)
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.queue = queue
@@ -191,7 +200,8 @@ class LocalBackend:
         return cls(model_path, contexts=config.contexts, queue=config.queue, n_ctx=config.n_ctx,
                    n_batch=config.n_batch, threads=config.threads, n_gpu_layers=config.n_gpu_layers,
                    grammar_candidates=config.grammar_candidates, close_reserve=config.close_reserve,
-                   contract=contract, prefix_chats=prefix_chats)
+                   contract=contract, prefix_chats=prefix_chats, custom_grammars=config.custom_grammars,
+                   grammar_timeout_ms=config.grammar_timeout_ms)
 
     @property
     def name(self) -> str:
@@ -210,8 +220,9 @@ class LocalBackend:
     def tokenize_text(self, text: str) -> list[int]:
         return self.engine.tokenize_text(text)
 
-    def check_grammar(self, gbnf: str) -> None:
-        self.engine.check_grammar(gbnf)
+    def reserve(self, temperature: float) -> int:
+        """The fewest max_tokens with which a contract-constrained answer at ``temperature`` always closes."""
+        return self.engine.reserve(temperature)
 
     # ----------------------------------------------------------------------------------------------- decoding
     async def generate(self, job: Job, emit: Emit | None = None, deadline: float | None = None) -> Result:
@@ -236,7 +247,8 @@ class LocalBackend:
 
         request = Request(prompt=job.prompt_tokens, max_tokens=job.max_tokens, temperature=job.temperature,
                           top_p=job.top_p, top_k=job.top_k, repeat_penalty=job.repeat_penalty, seed=job.seed,
-                          stop=job.stop, grammar=job.grammar, should_stop=stop.reason, on_text=on_text)
+                          stop=job.stop, grammar=job.grammar, custom_grammar=job.custom_grammar,
+                          should_stop=stop.reason, on_text=on_text)
         try:
             self.engine.submit(seq_id, request, done)
         except EngineClosed:
@@ -250,6 +262,8 @@ class LocalBackend:
         result = Result("local", self.name, prompt_tokens=len(job.prompt_tokens), text=outcome.text,
                         finish=outcome.finish, completion_tokens=len(outcome.tokens), error=outcome.error,
                         forced_close=outcome.forced_close)
+        if outcome.grammar_error and job.custom_grammar is not None:
+            raise GrammarFailed(f"constraint.value: the {job.custom_grammar.what} {outcome.grammar_error}")
         if outcome.finish == "error":
             log.error("local decoding failed: %s", outcome.error, extra={"request_id": job.request_id})
         timer.first, timer.last = outcome.first, outcome.last

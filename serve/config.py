@@ -43,6 +43,8 @@ class ServeConfig:
     max_tokens_limit: int = 1024  #: largest max_tokens a request may ask for
     max_stop: int = 8  #: most stop strings in one request
     max_grammar_chars: int = 65536  #: longest custom GBNF grammar or JSON schema
+    custom_grammars: bool = False  #: accept custom GBNF and JSON-schema constraints (a grammar worker per context)
+    grammar_timeout_ms: int = 1000  #: longest one custom-grammar step (compile, token check) may take
     drain_s: float = 10.0  #: on SIGTERM, how long in-flight requests may finish before the server stops
     log_level: str = "info"  #: debug, info, warning or error
 
@@ -68,6 +70,6 @@ class ServeConfig:
         if self.log_level not in ("debug", "info", "warning", "error"):
             yield "log_level", "one of debug, info, warning, error"
         for name in ("local_timeout_ms", "max_request_bytes", "max_message_chars", "max_messages", "max_stop",
-                     "max_grammar_chars", "remote_timeout_s"):
+                     "max_grammar_chars", "grammar_timeout_ms", "remote_timeout_s"):
             if getattr(self, name) <= 0:
                 yield name, "must be positive"

@@ -6,9 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+from edgetune.grammar_worker import CustomGrammar
 from serve.backends import Job
 from serve.config import ServeConfig
-from serve.grammar import GrammarError, gbnf_from_json_schema
+from serve.grammar import GrammarError, bound_json_schema, check_gbnf
 from serve.source import Served
 
 if TYPE_CHECKING:
@@ -56,35 +57,44 @@ def _messages(request: "pb.GenerateRequest", served: Served,
     return "messages", chat, chat
 
 
-def _grammar(request: "pb.GenerateRequest", served: Served, config: ServeConfig, local: "LocalBackend") -> str | None:
+def _grammar(request: "pb.GenerateRequest", served: Served,
+             config: ServeConfig) -> tuple[str | None, CustomGrammar | None]:
+    """(the trusted contract grammar, a client's grammar): at most one of them. A client's grammar only passes the
+    static limits here; the grammar worker converts and compiles it, off the event loop."""
     from edgetune.v1 import inference_pb2 as pb
 
     kind, value = request.constraint.kind, request.constraint.value
     if kind in (pb.CONSTRAINT_KIND_UNSPECIFIED, pb.CONSTRAINT_KIND_NONE, pb.CONSTRAINT_KIND_CONTRACT) and value:
         raise InvalidRequest("constraint.value", "is only for the GBNF and JSON_SCHEMA kinds")
     if kind == pb.CONSTRAINT_KIND_UNSPECIFIED:
-        return served.grammar
+        return served.grammar, None
     if kind == pb.CONSTRAINT_KIND_NONE:
-        return None
+        return None, None
     if kind == pb.CONSTRAINT_KIND_CONTRACT:
         if served.grammar is None:
             raise InvalidRequest("constraint.kind", f"task {served.task.name!r} has a text contract without a "
                                                     "grammar; use CONSTRAINT_KIND_NONE")
-        return served.grammar
+        return served.grammar, None
     if kind not in (pb.CONSTRAINT_KIND_GBNF, pb.CONSTRAINT_KIND_JSON_SCHEMA):
         raise InvalidRequest("constraint.kind", f"unknown kind {kind}")
+    grammar = CustomGrammar("gbnf" if kind == pb.CONSTRAINT_KIND_GBNF else "json_schema", value)
+    if not config.custom_grammars:
+        raise InvalidRequest("constraint.kind", f"{pb.ConstraintKind.Name(kind)}: custom {grammar.what}s "
+                                                "are off on this server (the operator enables them with "
+                                                "--custom-grammars); use CONSTRAINT_KIND_CONTRACT or NONE")
     if not value.strip():
         raise InvalidRequest("constraint.value", "empty; give the GBNF grammar or JSON schema")
     if len(value) > config.max_grammar_chars:
         raise InvalidRequest("constraint.value", f"{len(value)} characters; at most {config.max_grammar_chars} "
                                                  "(--max-grammar-chars)")
     try:
-        gbnf = value if kind == pb.CONSTRAINT_KIND_GBNF else gbnf_from_json_schema(value)
-        local.check_grammar(gbnf)
+        if grammar.kind == "gbnf":
+            check_gbnf(value)
+        else:
+            grammar = CustomGrammar("json_schema", bound_json_schema(value))
     except GrammarError as exc:
-        what = "GBNF grammar" if kind == pb.CONSTRAINT_KIND_GBNF else "JSON schema"
-        raise InvalidRequest("constraint.value", f"the {what} {exc}") from None
-    return gbnf
+        raise InvalidRequest("constraint.value", f"the {grammar.what} {exc}") from None
+    return None, grammar
 
 
 def prepare(request: "pb.GenerateRequest", served: Served, config: ServeConfig, local: "LocalBackend",
@@ -122,10 +132,15 @@ def prepare(request: "pb.GenerateRequest", served: Served, config: ServeConfig, 
         if not text or len(text) > MAX_STOP_CHARS:
             raise InvalidRequest(f"sampling.stop[{i}]", f"stop strings are 1 to {MAX_STOP_CHARS} characters")
 
-    grammar = _grammar(request, served, config, local)
+    grammar, custom_grammar = _grammar(request, served, config)
     prompt_tokens: list[int] = []
     if uses_local:
         prompt_tokens = local.tokenize_chat(messages)
+        reserve = local.reserve(temperature)
+        if grammar is not None and max_tokens < reserve:
+            raise InvalidRequest("sampling.max_tokens", f"{max_tokens}; a contract-constrained answer needs at least "
+                                                        f"{reserve} at temperature {temperature:g} to always close "
+                                                        "(the close reserve); raise it or use CONSTRAINT_KIND_NONE")
         if len(prompt_tokens) + max_tokens > local.n_ctx:
             raise InvalidRequest(prompt_field, f"the prompt is {len(prompt_tokens)} tokens; with sampling.max_tokens="
                                                f"{max_tokens} it needs n_ctx >= {len(prompt_tokens) + max_tokens}, "
@@ -133,5 +148,5 @@ def prepare(request: "pb.GenerateRequest", served: Served, config: ServeConfig, 
     return Job(
         request_id=request_id, messages=messages, remote_messages=remote_messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
         top_k=top_k, repeat_penalty=repeat_penalty, stop=stop, seed=s.seed if s.HasField("seed") else None,
-        grammar=grammar, prompt_tokens=prompt_tokens, received=received, deadline=deadline,
+        grammar=grammar, custom_grammar=custom_grammar, prompt_tokens=prompt_tokens, received=received, deadline=deadline,
     )

@@ -27,7 +27,8 @@ import edgetune
 from edgetune.contract import Verdict
 from serve import logs
 from serve.auth import BearerTokenInterceptor, read_token, server_credentials
-from serve.backends import (Job, LocalBackend, PoolFull, QueueTimeout, RemoteBackend, RemoteUnavailable, Result)
+from serve.backends import (GrammarFailed, Job, LocalBackend, PoolFull, QueueTimeout, RemoteBackend, RemoteUnavailable,
+                            Result)
 from serve.config import ServeConfig
 from serve.metrics import Metrics
 from serve.proto import BACKEND_NAMES, BACKENDS, FINISH, pb, pb_grpc
@@ -341,7 +342,7 @@ class _RpcScope:
     async def __aexit__(self, exc_type, exc, tb) -> bool:
         self.service.in_flight -= 1
         code, details = grpc.StatusCode.OK, ""
-        if isinstance(exc, InvalidRequest):
+        if isinstance(exc, (InvalidRequest, GrammarFailed)):
             code, details = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
         elif isinstance(exc, Failure):
             code, details = exc.code, str(exc)
@@ -415,6 +416,7 @@ class EdgeServer:
         log.info("serving", extra={"fields": {
             "model": str(s.model_path), "source": s.source, "task": s.task.name, "contexts": self.config.contexts,
             "queue": self.config.queue, "close_reserve": local.close_reserve, "prefix_tokens": len(local.prefix),
+            "custom_grammars": self.config.custom_grammars,
             "gpu_layers": local.offloaded_layers, "device": local.backend, "default_backend": self.engine.default_backend,
             "remote_model": self.engine.remote.model if self.engine.remote else None,
             "load_s": round(time.monotonic() - started, 2)}})

@@ -147,9 +147,35 @@ def test_stop_strings_end_the_answer_before_them(engine, robot_task):
     ("root ::= [", "does not compile"),
     ('start ::= "a"', "no 'root"),
 ])
-def test_grammar_that_does_not_compile_is_reported_not_crashing(engine, gbnf, problem):
-    with pytest.raises(GrammarError, match=problem):
-        engine.check_grammar(gbnf)
+def test_grammar_that_does_not_compile_is_reported_not_crashing(engine, robot_task, gbnf, problem):
+    prompt = engine.tokenize_chat(_chat(robot_task, "go"))
+    (out,) = engine.run([Request(prompt=prompt, max_tokens=4, grammar=gbnf)])
+    assert out.finish == "error" and problem in out.error and problem in out.grammar_error
+
+
+def test_a_grammar_that_allows_no_token_ends_the_answer_with_stop(engine, robot_task):
+    """No token spells "\\x00": the whole vocabulary is rejected, and the answer ends there (it was an error, and
+    in an older engine a SIGABRT)."""
+    prompt = engine.tokenize_chat(_chat(robot_task, "go"))
+    outs = engine.run([Request(prompt=prompt, max_tokens=8, temperature=t, seed=1, grammar='root ::= "\\x00" "a"')
+                       for t in (0.0, 1.0)])
+    assert [(o.finish, o.text, o.error, o.full_scans) for o in outs] == [("stop", "", "", 1)] * 2
+
+
+def test_constrained_answers_close_at_the_minimum_budget(engine, robot_task):
+    """At max_tokens = reserve(temperature) every contract-constrained answer closes validly: greedy over varied
+    commands, and sampled at temperature 1 over seeds (a sampled answer may spell a call a character per token,
+    so its reserve is the longest call's characters)."""
+    grammar = robot_task.contract.grammar()
+    greedy, sampled = engine.reserve(0.0), engine.reserve(1.0)
+    assert greedy == engine.close_reserve and sampled == max(len(i) for i in longest_items(robot_task.contract)) + 4
+    commands = [*COMMANDS, "move fast to the left for 3 seconds", "walk forward then turn left then sit then wave"]
+    requests = [Request(prompt=engine.tokenize_chat(_chat(robot_task, c)), max_tokens=greedy, grammar=grammar)
+                for c in commands]
+    requests += [Request(prompt=engine.tokenize_chat(_chat(robot_task, c)), max_tokens=sampled, temperature=1.0,
+                         seed=seed, grammar=grammar) for seed in range(4) for c in commands[-2:]]
+    outs = engine.run(requests)
+    assert all(robot_task.contract.validate(o.text).valid for o in outs), [o.text for o in outs]
 
 
 def test_close_reserve_sizes_every_call_an_answer_may_hold(robot_task):

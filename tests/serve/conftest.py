@@ -142,14 +142,14 @@ def remote_server(tmp_path_factory, embedded_gguf_path):
 
 @pytest.fixture(scope="session")
 def edge(tmp_path_factory, remote_server):
-    """The shared server: 4 sequences decoding at once, a queue of 2, a token, metrics, the llama.cpp server as
-    remote backend."""
+    """The shared server: 4 sequences decoding at once, a queue of 2, a token, metrics, custom grammars on, the
+    llama.cpp server as remote backend."""
     tmp = tmp_path_factory.mktemp("edge")
     proc = start_edge(
         tmp, "--contexts", "4", "--queue", "2", "--token", TOKEN, "--backend", "local",
         "--remote-model", "smol-remote", "--remote-base-url", f"http://127.0.0.1:{remote_server.port}/v1",
         "--max-message-chars", "4000", "--max-request-bytes", "65536", "--max-tokens-limit", "1024",
-        "--local-timeout-ms", "20000",
+        "--local-timeout-ms", "20000", "--custom-grammars",
     )
     try:
         yield proc

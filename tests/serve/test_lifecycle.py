@@ -39,7 +39,8 @@ def test_health_is_not_serving_while_the_model_loads(tmp_path, monkeypatch):
                 assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
                 await server.load()
                 assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.SERVING
-                response = await pb_grpc.InferenceStub(channel).Generate(build_request("go", max_tokens=1))
+                response = await pb_grpc.InferenceStub(channel).Generate(build_request("go", max_tokens=1,
+                                                                                       constraint="none"))
                 assert response.completion.usage.completion_tokens == 1
         finally:
             await server.stop(0)
@@ -104,7 +105,8 @@ def _pki(tmp_path):
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI to make test certificates")
 def test_mtls_and_sigterm_drains_in_flight_requests(tmp_path):
     pki = _pki(tmp_path)
-    edge = start_edge(tmp_path, "--contexts", "1", "--queue", "1", "--drain-s", "60", "--tls-cert", pki["server.pem"],
+    edge = start_edge(tmp_path, "--contexts", "1", "--queue", "1", "--drain-s", "60", "--custom-grammars",
+                      "--tls-cert", pki["server.pem"],
                       "--tls-key", pki["server.key"], "--tls-client-ca", pki["ca.pem"], metrics=False,
                       tls_ca=pki["ca.pem"], tls_cert=pki["client.pem"], tls_key=pki["client.key"])
     try:
@@ -151,7 +153,7 @@ def test_four_sequences_cost_only_their_kv_cache(tmp_path, embedded_gguf_path):
                     from serve.proto import pb_grpc
 
                     stub = pb_grpc.InferenceStub(channel)
-                    requests = [build_request(f"go to room {i}", max_tokens=24) for i in range(contexts)]
+                    requests = [build_request(f"go to room {i}", max_tokens=40) for i in range(contexts)]
                     return await asyncio.gather(*(stub.Generate(r, timeout=300) for r in requests))
 
             assert all(r.completion.usage.completion_tokens > 0 for r in asyncio.run(load()))

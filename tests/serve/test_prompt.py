@@ -26,7 +26,7 @@ def test_an_injected_turn_reaches_the_model_as_plain_text(client, chat, robot_ta
     # only the template's own markers: one <|im_start|> and <|im_end|> per message, and the assistant prompt
     assert len(control(chat.llm, tokens)) == 2 * len(messages) + 1
     assert len(control(chat.llm, whole(chat.llm, chat, messages))) > len(control(chat.llm, tokens))
-    answer = client.generate(messages=messages, max_tokens=8)
+    answer = client.generate(messages=messages, max_tokens=8, constraint="none")  # 8: below the close reserve
     # the server decoded exactly this prompt (tokenizing the injected markers as markers gives fewer tokens)
     assert answer.prompt_tokens == len(tokens) != len(whole(chat.llm, chat, messages))
     assert client.generate("go to the kitchen", max_tokens=40).valid  # and serves the next request normally

@@ -111,7 +111,7 @@ def test_constrained_answers_are_all_contract_valid(edge):
 
 
 def test_auto_falls_back_to_remote_when_local_times_out(client):
-    answer = client.generate("go to the garage", backend="auto", local_timeout_ms=1, max_tokens=8)
+    answer = client.generate("go to the garage", backend="auto", local_timeout_ms=1, max_tokens=8, constraint="none")
     assert answer.backend == "remote" and answer.model == "smol-remote"
     assert answer.fallback_reason.startswith("local timeout"), answer.fallback_reason
     assert answer.text and answer.finish_reason in ("stop", "length")
@@ -137,7 +137,7 @@ def test_auto_keeps_a_valid_local_answer(client):
 
 
 def test_compare_returns_both_answers_with_timings(client):
-    answer = client.generate("report your battery", backend="compare", max_tokens=8)
+    answer = client.generate("report your battery", backend="compare", max_tokens=8, constraint="none")
     assert answer.backend == "local" and len(answer.alternatives) == 1
     remote = answer.alternatives[0]
     assert remote.backend == "remote" and remote.text and remote.timings.total_ms > 0
@@ -169,6 +169,7 @@ def _status(exc_info) -> tuple[grpc.StatusCode, str]:
     (dict(command="hi", grammar="root ::= [unclosed"), "constraint.value"),
     (dict(command="hi", grammar='start ::= "a"'), "constraint.value"),
     (dict(command="hi", json_schema="{not json"), "constraint.value"),
+    (dict(command="hi", max_tokens=24), "sampling.max_tokens"),  # below the close reserve: it could not close
 ])
 def test_bad_input_is_invalid_argument_naming_the_field(client, kwargs, field):
     command = kwargs.pop("command", None)
@@ -231,7 +232,8 @@ def test_overload_excess_clients_get_resource_exhausted_rest_succeed(edge, clien
 
             async def auto_while_full():
                 await asyncio.sleep(0.3)
-                return await stub.Generate(build_request("go to the lab", backend="auto", max_tokens=4),
+                return await stub.Generate(build_request("go to the lab", backend="auto", max_tokens=4,
+                                                         constraint="none"),
                                            metadata=AUTH, timeout=120)
 
             return await asyncio.gather(asyncio.gather(*(one() for _ in range(clients))), auto_while_full())
@@ -245,7 +247,7 @@ def test_overload_excess_clients_get_resource_exhausted_rest_succeed(edge, clien
 
 
 def test_metrics_count_requests_errors_ttft_and_queue(edge, client):
-    client.generate("go to the kitchen", max_tokens=8)
+    client.generate("go to the kitchen", max_tokens=40)
     text = urllib.request.urlopen(f"http://127.0.0.1:{edge.metrics_port}/metrics", timeout=5).read().decode()
     assert 'edgetune_requests_total{code="OK",method="Generate"}' in text
     assert 'edgetune_errors_total{code="INVALID_ARGUMENT",method="Generate"}' in text
@@ -256,7 +258,7 @@ def test_metrics_count_requests_errors_ttft_and_queue(edge, client):
 
 
 def test_json_logs_carry_the_request_id(edge, client):
-    client.generate("go to the kitchen", max_tokens=4, request_id="log-me-1")
+    client.generate("go to the kitchen", max_tokens=4, constraint="none", request_id="log-me-1")
     lines = [json.loads(line) for line in edge.log.read_text().splitlines() if line.startswith("{")]
     rpc = [line for line in lines if line.get("request_id") == "log-me-1"]
     assert rpc and rpc[-1]["msg"] == "rpc" and rpc[-1]["code"] == "OK" and rpc[-1]["completion_tokens"] > 0

@@ -45,7 +45,7 @@ def _rpc_line(log: Path, request_id: str, timeout: float = 5.0) -> dict:
 
 def _still_serving(client: Client) -> None:
     assert client.health() == "SERVING"
-    answer = client.generate("go to the kitchen", max_tokens=8)
+    answer = client.generate("go to the kitchen", max_tokens=8, constraint="none")  # 8: below the close reserve
     assert answer.completion_tokens > 0 and answer.finish_reason in ("stop", "length") and not answer.error
 
 
@@ -183,7 +183,8 @@ def test_token_file_keeps_the_token_out_of_ps(token_file_edge):
             bad.generate("go", max_tokens=1)
         assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
     with Client(token_file_edge.target, "file-token-7") as good:
-        assert good.generate("go to the kitchen", max_tokens=8, backend="local").completion_tokens > 0
+        assert good.generate("go to the kitchen", max_tokens=8, backend="local",
+                             constraint="none").completion_tokens > 0
 
 
 def test_llama_cpp_log_goes_through_json_logging_not_raw_to_stderr(token_file_edge):
@@ -205,7 +206,8 @@ def test_lone_surrogate_in_model_output_is_replaced_not_internal(token_file_edge
             answer = client.generate("go to the dock", backend="remote")
         assert answer.text == '["nav.dock()"]\ufffd' and answer.backend == "remote"
         assert client.health() == "SERVING"
-        assert client.generate("go to the kitchen", max_tokens=8, backend="local").completion_tokens > 0
+        assert client.generate("go to the kitchen", max_tokens=8, backend="local",
+                               constraint="none").completion_tokens > 0
 
 
 def test_token_and_token_file_together_is_a_config_error():
@@ -215,7 +217,7 @@ def test_token_and_token_file_together_is_a_config_error():
 
 
 def test_draining_server_says_not_serving_and_unavailable_until_the_port_closes(tmp_path):
-    edge = start_edge(tmp_path, "--contexts", "1", "--drain-s", "60", metrics=False)
+    edge = start_edge(tmp_path, "--contexts", "1", "--drain-s", "60", "--custom-grammars", metrics=False)
     try:
         with Client(edge.target) as client:
             stream = client.stream("sing", grammar=ENDLESS, max_tokens=60, request_id="in-flight")
