@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench.prices import Prices, load_prices
-from bench.targets import ServerProcess, TargetUnavailable, default_threads, free_port
+from bench.targets import TargetUnavailable, default_threads, edge_server_process, free_port
 from edgetune.config import ConfigError, load
 from edgetune.rundir import RUNS_DIR, RunDir, atomic_write_json, package_versions
 from edgetune.task import TaskSpec
@@ -116,19 +116,9 @@ def _edge_server(run_dir: RunDir, config: CompareConfig, task: TaskSpec, model: 
     if not (run_dir.bundle / "manifest.json").is_file():
         argv += ["--task", task.name]
     client = Client(f"127.0.0.1:{port}", timeout=config.request_timeout_s)
-
-    def serving() -> bool:
-        import grpc
-
-        try:
-            return client.health() == "SERVING"
-        except grpc.RpcError:
-            return False
-
-    env = {**os.environ, "EDGETUNE_RUNS": str(run_dir.root.parent)}
     name = f"edge_server_{few_shot}_{'bundle' if model is None else model.stem}"
-    return client, ServerProcess("edgetune server", argv, run_dir.compare / "logs" / f"{name}.log", serving,
-                                 config.startup_timeout_s, env=env)
+    return client, edge_server_process(client, argv, run_dir, run_dir.compare / "logs" / f"{name}.log",
+                                       config.startup_timeout_s)
 
 
 def _ask_edge(client: Any, prompts: list[str], constraint: str, warmup: int) -> list[Sample]:

@@ -291,8 +291,6 @@ def _model_info(client: Any) -> dict[str, Any]:
 def edgetune_target(config: Any, workload: Workload, run_dir: Any, n_threads: int) -> Iterator[GrpcTarget]:
     """The edgetune gRPC server: ``config.target`` when given, else ``python -m serve`` started on a free port
     with the same GGUF, context size and threads as the baselines and one llama.cpp context per worker."""
-    import grpc
-
     from serve.client import Client
 
     if config.target:
@@ -312,14 +310,22 @@ def edgetune_target(config: Any, workload: Workload, run_dir: Any, n_threads: in
         argv += ["--task", workload.task.name]
     endpoint = f"127.0.0.1:{port}"
     with Client(endpoint, timeout=config.request_timeout_s) as client:
-
-        def serving() -> bool:
-            try:
-                return client.health() == "SERVING"
-            except grpc.RpcError:
-                return False
-
-        env = {**os.environ, "EDGETUNE_RUNS": str(run_dir.root.parent)}
-        with ServerProcess("edgetune server", argv, run_dir.bench / "logs" / "edgetune_server.log", serving,
-                           config.startup_timeout_s, env=env):
+        with edge_server_process(client, argv, run_dir, run_dir.bench / "logs" / "edgetune_server.log",
+                                 config.startup_timeout_s):
             yield GrpcTarget(client, workload, endpoint, config.request_timeout_s)
+
+
+def edge_server_process(client: Any, argv: list[str], run_dir: Any, log_path: Path,
+                        timeout_s: float) -> ServerProcess:
+    """``python -m serve`` (``argv``) as a ServerProcess that is ready once ``client`` sees health SERVING; it finds
+    the run under ``run_dir``'s runs directory."""
+    import grpc
+
+    def serving() -> bool:
+        try:
+            return client.health() == "SERVING"
+        except grpc.RpcError:
+            return False
+
+    env = {**os.environ, "EDGETUNE_RUNS": str(run_dir.root.parent)}
+    return ServerProcess("edgetune server", argv, log_path, serving, timeout_s, env=env)
