@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench.prices import Prices, load_prices
-from bench.targets import TargetUnavailable, default_threads, edge_server_process, free_port
+from bench.targets import TargetUnavailable, default_threads, edge_server_process, fine_tuned_model, free_port
 from edgetune.config import ConfigError, load
 from edgetune.rundir import RUNS_DIR, RunDir, atomic_write_json, package_versions
 from edgetune.task import TaskSpec
@@ -138,15 +138,10 @@ def _ask_edge(client: Any, prompts: list[str], constraint: str, warmup: int) -> 
 def _remote(run_dir: RunDir, prompts: list[str], system_prompt: str, max_tokens: int,
             timeout_s: float) -> tuple[list[Sample], dict[str, Any]]:
     """The OpenAI fine-tuned model (runs/RUN/openai_ft.json), non-streaming so the usage is exact."""
-    path = run_dir.root / "openai_ft.json"
-    if not path.is_file():
-        raise Skipped(f"not configured: no {path} (run `make openai-ft` to fine-tune one)")
-    record = json.loads(path.read_text(encoding="utf-8"))
-    if not record.get("model"):
-        raise Skipped(f"not ready: {path} has no fine-tuned 'model' (job status {record.get('status')!r})")
-    api_key = os.environ.get("OPENAI_API_KEY")
-    if not api_key:
-        raise Skipped("not configured: OPENAI_API_KEY is not set")
+    try:
+        record, api_key = fine_tuned_model(run_dir.root)
+    except TargetUnavailable as exc:
+        raise Skipped(str(exc)) from None
     import openai
 
     client = openai.OpenAI(base_url=record.get("base_url") or None, api_key=api_key, timeout=timeout_s)

@@ -237,17 +237,23 @@ def llama_server(workload: Workload, *, n_ctx: int, n_threads: int, parallel: in
             yield target
 
 
-def remote_target(run_root: Path, workload: Workload, request_timeout_s: float) -> OpenAITarget:
-    """The OpenAI fine-tuned fallback from runs/RUN/openai_ft.json; unavailable without it or an API key."""
+def fine_tuned_model(run_root: Path) -> tuple[dict[str, Any], str]:
+    """runs/RUN/openai_ft.json's record and the API key; TargetUnavailable saying what is missing."""
     path = run_root / "openai_ft.json"
     if not path.is_file():
-        raise TargetUnavailable(f"not configured: no {path} (run `make openai-ft` to create the fallback model)")
-    info = json.loads(path.read_text(encoding="utf-8"))
-    if not info.get("model"):
-        raise TargetUnavailable(f"not configured: {path} has no 'model'")
+        raise TargetUnavailable(f"not configured: no {path} (run `make openai-ft` to fine-tune one)")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if not record.get("model"):
+        raise TargetUnavailable(f"not ready: {path} has no fine-tuned 'model' (job status {record.get('status')!r})")
     api_key = os.environ.get("OPENAI_API_KEY")
     if not api_key:
         raise TargetUnavailable("not configured: OPENAI_API_KEY is not set")
+    return record, api_key
+
+
+def remote_target(run_root: Path, workload: Workload, request_timeout_s: float) -> OpenAITarget:
+    """The OpenAI fine-tuned fallback from runs/RUN/openai_ft.json; unavailable without it or an API key."""
+    info, api_key = fine_tuned_model(run_root)
     base_url = info.get("base_url") or "https://api.openai.com/v1"
     return OpenAITarget("remote", workload, base_url, info["model"], api_key, request_timeout_s, llama_extras=False)
 
