@@ -29,12 +29,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from bench.prices import Prices, load_prices
 from bench.targets import TargetUnavailable, default_threads, edge_server_process, fine_tuned_model, free_port
-from edgetune.config import ConfigError, load
-from edgetune.rundir import RUNS_DIR, RunDir, atomic_write_json, package_versions
+from edgetune.cli import Stage
+from edgetune.config import ConfigError
+from edgetune.rundir import RunDir, atomic_write_json, package_versions
 from edgetune.task import TaskSpec
 from train.prompt_opt import PromptOptConfig
 
@@ -139,12 +140,12 @@ def _remote(run_dir: RunDir, prompts: list[str], system_prompt: str, max_tokens:
             timeout_s: float) -> tuple[list[Sample], dict[str, Any]]:
     """The OpenAI fine-tuned model (runs/RUN/openai_ft.json), non-streaming so the usage is exact."""
     try:
-        record, api_key = fine_tuned_model(run_dir.root)
+        record, api = fine_tuned_model(run_dir.root)
     except TargetUnavailable as exc:
         raise Skipped(str(exc)) from None
     import openai
 
-    client = openai.OpenAI(base_url=record.get("base_url") or None, api_key=api_key, timeout=timeout_s)
+    client = openai.OpenAI(base_url=api.base_url, api_key=api.api_key, timeout=timeout_s)
     out = []
     for prompt in prompts:
         started = time.monotonic()
@@ -312,27 +313,20 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="default", help="run directory name under runs/ (default: default)")
-    parser.add_argument("--runs-dir", default=str(RUNS_DIR), help="folder holding run directories (default: runs)")
+def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prices", default="", help="price table YAML (default: bench/prices.yaml)")
-    parser.add_argument("--config", help="YAML file with CompareConfig fields")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a field: " + ", ".join(CompareConfig.__dataclass_fields__)
-                        + " (prompt_opt.FIELD for the DSPy optimizer)")
-    args = parser.parse_args(argv)
-    try:
-        config = load(CompareConfig, args.config, args.set)
-        run(args.run, config, args.prices, args.runs_dir)
-    except (ConfigError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (TargetUnavailable, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+
+def _run(config: CompareConfig, run_dir: RunDir, args: argparse.Namespace) -> None:
+    run(run_dir.root.name, config, args.prices, run_dir.root.parent)
+
+
+STAGE = Stage(prog="python -m bench.compare", config=CompareConfig, run=_run, doc=__doc__, extra=_flags,
+              reads_run=True, bad_input=(ValueError,), failed=(TargetUnavailable, RuntimeError))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return STAGE.main(argv)
 
 
 if __name__ == "__main__":

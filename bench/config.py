@@ -12,6 +12,7 @@ class BenchConfig:
     """Settings of one benchmark run (``python -m bench --help`` explains each flag)."""
 
     run: str = "default"  #: run directory under runs/; results go to runs/RUN/bench/
+    runs_dir: str = ""  #: folder holding the run directories (default: $EDGETUNE_RUNS, else runs/)
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  #: in-flight request counts to sweep
     requests: int = 24  #: requests per concurrency level (at least the concurrency itself); 24 keeps make bench ~3 min
     rate: float = 0.0  #: request arrivals per second (Poisson); 0 = closed loop, each worker sends back to back

@@ -8,6 +8,8 @@ from typing import Any, Iterable
 
 from edgetune.rundir import atomic_path, atomic_write
 
+SCHEMA = "edgetune.bench/1"  #: the format of bench.json, written by bench.runner and read here
+
 TARGET_LABELS = {
     "edgetune": "edgetune gRPC",
     "inprocess": "edgetune engine in process",
@@ -19,8 +21,6 @@ TARGET_LABELS = {
 
 def load_bench(path: str | Path) -> dict[str, Any]:
     """Read a bench.json, rejecting files that are not one with a message naming the file."""
-    from bench.runner import SCHEMA
-
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""Latency benchmarks of the edge server against its baselines, side by side in one run.
+"""Latency benchmarks of the edge server against its baselines, side by side in one run (the CLI: bench/__main__.py).
 
     python -m bench --run default                         # what `make bench` runs (~4 min on 2 CPU cores)
     python -m bench --run default --concurrency 1,4 --requests 16 --rate 2
@@ -10,21 +10,19 @@ Writes runs/RUN/bench/: bench.json (every request's timings + a summary), bench.
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Sequence
 
-from bench.config import BASELINES, BenchConfig
+from bench.config import BenchConfig
 from bench.loadgen import Target, run_level
+from bench.report import SCHEMA
 from bench.stats import Sample, ratio, summarize_level
-from edgetune.config import ConfigError, load, to_dict
+from edgetune.config import to_dict
 from edgetune.rundir import RunDir, atomic_write_json
 
-SCHEMA = "edgetune.bench/1"
 WARMUP_MAX_TOKENS = 8
 
 
@@ -154,7 +152,7 @@ def run(config: BenchConfig) -> Path:
     from bench.workload import load_workload
 
     started = time.perf_counter()
-    run_dir = RunDir.named(config.run)
+    run_dir = RunDir.named(config.run, config.runs_dir or None)
     workload = load_workload(run_dir, model=config.model, max_tokens=config.max_tokens, use_grammar=config.grammar)
     n_threads = config.n_threads or default_threads()
     levels = config.levels()
@@ -241,79 +239,3 @@ def _bench_target(target: Target, workload, config: BenchConfig, levels: Sequenc
     if any(notes):
         entry["note"] = "; ".join(n for n in notes if n)
     return entry
-
-
-def _parse_levels(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,2,4,8, got {text!r}") from None
-
-
-def main(argv: list[str] | None = None) -> int:
-    defaults = BenchConfig()
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, help="YAML file with BenchConfig fields (flags override it)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any BenchConfig field, e.g. --set n_ctx=4096 (repeatable)")
-    parser.add_argument("--run", help=f"run directory under runs/ (default {defaults.run})")
-    parser.add_argument("--concurrency", type=_parse_levels,
-                        help="concurrency levels to sweep, comma-separated (default 1,2,4,8)")
-    parser.add_argument("--requests", type=int, help=f"requests per concurrency level (default {defaults.requests})")
-    parser.add_argument("--rate", type=float,
-                        help="Poisson arrivals per second, at most CONCURRENCY in flight (default 0: closed loop)")
-    parser.add_argument("--warmup", type=int, help=f"unmeasured requests per target (default {defaults.warmup})")
-    parser.add_argument("--max-tokens", type=int,
-                        help=f"output cap per request; 0 = the bundle's (default {defaults.max_tokens})")
-    parser.add_argument("--target", help="host:port of a running edgetune server (default: start one)")
-    parser.add_argument("--token", help="bearer token for --target")
-    parser.add_argument("--model", help="GGUF to bench instead of the bundle's chosen quant")
-    parser.add_argument("--baselines", type=lambda s: [x for x in s.split(",") if x],
-                        help=f"comma-separated subset of {','.join(BASELINES)} ('' for none; default all)")
-    parser.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"),
-                        help="merge two bench.json files into one Markdown table and exit")
-    parser.add_argument("--out", type=Path, help="with --compare: also write the table to this file")
-    args = parser.parse_args(argv)
-
-    if args.compare:
-        from bench.report import compare_markdown
-        from edgetune.rundir import atomic_write
-
-        try:
-            table = compare_markdown(*args.compare)
-        except (OSError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(table, end="")
-        if args.out:
-            atomic_write(args.out, table)
-        return 0
-
-    flags = {"run": args.run, "concurrency": args.concurrency, "requests": args.requests, "rate": args.rate,
-             "warmup": args.warmup, "max_tokens": args.max_tokens, "target": args.target, "token": args.token,
-             "model": args.model, "baselines": args.baselines}
-    overrides = list(args.overrides)
-    overrides += [f"{key}={_yaml_value(value)}" for key, value in flags.items() if value is not None]
-    try:
-        config = load(BenchConfig, args.config, overrides)
-        bench_json = run(config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from bench.report import headline, load_bench
-
-    print(headline(bench_json))
-    print(f"wrote {bench_json.parent}/")
-    edgetune = load_bench(bench_json)["targets"]["edgetune"]
-    if edgetune["status"] != "ok":
-        print(f"error: the edgetune server was not benched: {edgetune['note']}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _yaml_value(value: Any) -> str:
-    """A flag value as the YAML scalar/list text that ``key=value`` overrides parse back."""
-    import json
-
-    return json.dumps(value) if isinstance(value, (list, str)) else str(value)

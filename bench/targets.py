@@ -26,6 +26,9 @@ from typing import Any, Callable, Iterator
 
 from bench.loadgen import Delta
 from bench.workload import Workload
+from edgetune import endpoint
+from edgetune.config import ConfigError
+from edgetune.endpoint import Endpoint
 from edgetune.llama import exit_reason
 
 
@@ -48,17 +51,14 @@ def default_threads() -> int:
 class ServerProcess:
     """A server subprocess with its log in a file; ``ready()`` is polled until it says yes or time runs out."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, ready: Callable[[], bool], timeout_s: float,
-                 env: dict[str, str] | None = None):
+    def __init__(self, name: str, argv: list[str], log_path: Path, ready: Callable[[], bool], timeout_s: float):
         self.name, self.argv, self.log_path, self.ready, self.timeout_s = name, argv, log_path, ready, timeout_s
-        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "ServerProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.env)
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -237,25 +237,26 @@ def llama_server(workload: Workload, *, n_ctx: int, n_threads: int, parallel: in
             yield target
 
 
-def fine_tuned_model(run_root: Path) -> tuple[dict[str, Any], str]:
-    """runs/RUN/openai_ft.json's record and the API key; TargetUnavailable saying what is missing."""
+def fine_tuned_model(run_root: Path) -> tuple[dict[str, Any], Endpoint]:
+    """runs/RUN/openai_ft.json's record and its endpoint (edgetune.endpoint); TargetUnavailable saying what is
+    missing."""
     path = run_root / "openai_ft.json"
     if not path.is_file():
         raise TargetUnavailable(f"not configured: no {path} (run `make openai-ft` to fine-tune one)")
     record = json.loads(path.read_text(encoding="utf-8"))
     if not record.get("model"):
         raise TargetUnavailable(f"not ready: {path} has no fine-tuned 'model' (job status {record.get('status')!r})")
-    api_key = os.environ.get("OPENAI_API_KEY")
-    if not api_key:
-        raise TargetUnavailable("not configured: OPENAI_API_KEY is not set")
-    return record, api_key
+    try:
+        return record, endpoint.resolve(record.get("base_url") or "")
+    except ConfigError as exc:
+        raise TargetUnavailable(f"not configured: {exc.problem}") from None
 
 
 def remote_target(run_root: Path, workload: Workload, request_timeout_s: float) -> OpenAITarget:
     """The OpenAI fine-tuned fallback from runs/RUN/openai_ft.json; unavailable without it or an API key."""
-    info, api_key = fine_tuned_model(run_root)
-    base_url = info.get("base_url") or "https://api.openai.com/v1"
-    return OpenAITarget("remote", workload, base_url, info["model"], api_key, request_timeout_s, llama_extras=False)
+    info, api = fine_tuned_model(run_root)
+    return OpenAITarget("remote", workload, api.base_url, info["model"], api.api_key, request_timeout_s,
+                        llama_extras=False)
 
 
 # ------------------------------------------------------------------------------------------ edgetune gRPC
@@ -333,5 +334,5 @@ def edge_server_process(client: Any, argv: list[str], run_dir: Any, log_path: Pa
         except grpc.RpcError:
             return False
 
-    env = {**os.environ, "EDGETUNE_RUNS": str(run_dir.root.parent)}
-    return ServerProcess("edgetune server", argv, log_path, serving, timeout_s, env=env)
+    return ServerProcess("edgetune server", [*argv, "--runs-dir", str(run_dir.root.parent)], log_path, serving,
+                         timeout_s)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, Union
 
 from edgetune.config import ConfigError, from_dict, merge, parse_overrides, read_yaml
-from edgetune.rundir import RUNS_DIR, RunDir
+from edgetune.rundir import RunDir
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 

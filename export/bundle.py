@@ -12,13 +12,10 @@ bundle untouched and no half-written file.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import shutil
-import signal
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,7 +26,7 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from edgetune.base_model import BaseModelRef
-from edgetune.config import ConfigError, load, to_dict
+from edgetune.config import to_dict
 from edgetune.rundir import RunDir, atomic_write, atomic_write_json, package_versions, sha256_file
 from edgetune.task import TaskSpec, load_holdout, load_task
 from export import ExportError
@@ -486,45 +483,3 @@ def run(config: ExportConfig) -> Path:
         timings=timings,
     )
     return run_dir.bundle
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m export",
-        description="Merge the run's LoRA adapter into the full-precision base, convert it to GGUF with llama.cpp's "
-                    "own converter, quantize it, verify every file (tokenizer, greedy agreement with the merged "
-                    "model, task score free and grammar-constrained, stopping) and bundle the smallest quant within "
-                    "the tolerance of F16 into runs/RUN/bundle/.",
-        epilog="Overrides are key=value over ExportConfig fields, e.g. quants='[F16,Q8_0,Q4_K_M]' eval_samples=200 "
-               "tolerance=2 max_truncated=0. Defaults: quants F16 Q8_0 Q6_K Q4_K_M, eval_samples 50 (of the test split; "
-               "0 = all), greedy_prompts 8.",
-    )
-    parser.add_argument("--run", help="run directory name under runs/ (required here or in the config)")
-    parser.add_argument("--config", type=Path, help="YAML file with ExportConfig fields")
-    parser.add_argument("--max-model-mb", type=float, help="memory budget for the chosen GGUF in MiB (0 = none)")
-    parser.add_argument("--quants", nargs="+", metavar="QUANT", help="GGUF types to make (F16 is always the reference)")
-    parser.add_argument("--eval-samples", type=int, help="test examples scored per quant and mode (0 = all)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="any ExportConfig field")
-    parser.add_argument("--set", dest="more", action="append", default=[], metavar="key=value", help="same as a positional override")
-    args = parser.parse_args(argv)
-    overrides = [*args.overrides, *args.more]
-    if args.run:
-        overrides.append(f"run={args.run}")
-    if args.max_model_mb is not None:
-        overrides.append(f"max_model_mb={args.max_model_mb}")
-    if args.quants:
-        overrides.append(f"quants=[{','.join(args.quants)}]")
-    if args.eval_samples is not None:
-        overrides.append(f"eval_samples={args.eval_samples}")
-    # SIGTERM (docker stop, CI timeouts) unwinds like Ctrl-C, so the staging folder is removed
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        bundle = run(load(ExportConfig, args.config, overrides))
-    except (ConfigError, ExportError) as exc:
-        print(f"export: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    print(f"export: {bundle} -- chosen {manifest['chosen']['quant']} ({manifest['chosen']['file']}); see REPORT.md")
-    return 0

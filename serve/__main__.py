@@ -14,63 +14,34 @@ Health (grpc.health.v1) is NOT_SERVING until the model is loaded; SIGTERM drains
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
-import typing
+from typing import Sequence
 
-from edgetune.config import ConfigError, from_dict, merge, parse_overrides, read_yaml
+from edgetune.cli import Stage, given
+from edgetune.embedded import ModelFetchError
+from edgetune.rundir import RunDir
 from serve.config import ServeConfig
 from serve.threads import prefer_passive_waits
 
 
-def _field_help() -> dict[str, str]:
-    """One-line help per field, from the ``#:`` comments in serve/config.py."""
-    import inspect
-
-    out = {}
-    for line in inspect.getsource(ServeConfig).splitlines():
-        name, _, doc = line.strip().partition("#:")
-        if doc and ":" in name:
-            out[name.split(":")[0].strip()] = doc.strip()
-    return out
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML file with ServeConfig fields (flags and --set win)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
-    helps = _field_help()
-    hints = typing.get_type_hints(ServeConfig)
-    for f in dataclasses.fields(ServeConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind = hints[f.name]
-        switch = {"nargs": "?", "const": "true"} if kind is bool else {}  # --custom-grammars alone: true
-        kind = kind if kind in (int, float) else str
-        parser.add_argument(flag, dest=f.name, type=kind, default=None, **switch,
-                            help=f"{helps.get(f.name, '')} (default: {f.default!r})")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)
-             if getattr(args, f.name) is not None}
-    if "token" in flags:
+def _run(config: ServeConfig, run_dir: RunDir, args: argparse.Namespace) -> int:
+    if given(args, "token"):
         print("warning: --token is visible to every user in ps; use --token-file or $EDGETUNE_TOKEN", file=sys.stderr)
-    elif "token_file" not in flags and os.environ.get("EDGETUNE_TOKEN"):
-        flags["token"] = os.environ["EDGETUNE_TOKEN"]
-    try:
-        data = merge(read_yaml(args.config) if args.config else {}, flags)
-        config = from_dict(ServeConfig, merge(data, parse_overrides(args.set)), source=args.config or "command line")
-        prefer_passive_waits()  # before serve.server loads llama.cpp (libgomp reads its environment once)
-        from serve.server import serve
+    elif not config.token and not config.token_file and os.environ.get("EDGETUNE_TOKEN"):
+        config.token = os.environ["EDGETUNE_TOKEN"]
+    prefer_passive_waits()  # before serve.server loads llama.cpp (libgomp reads its environment once)
+    from serve.server import serve
 
-        return serve(config)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return serve(config)
+
+
+STAGE = Stage(prog="python -m serve", config=ServeConfig, run=_run, doc=__doc__,
+              bad_input=(FileNotFoundError,), failed=(ModelFetchError,))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return STAGE.main(argv)
 
 
 if __name__ == "__main__":

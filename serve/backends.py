@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
+from edgetune import endpoint
 from edgetune.contract import ContractSpec
 from edgetune.engine import Engine, EngineClosed, Finish, Outcome, Request
 from edgetune.grammar_worker import CustomGrammar
@@ -282,16 +282,17 @@ class LocalBackend:
 class RemoteBackend:
     """An OpenAI-compatible chat endpoint through the official ``openai`` client (streaming)."""
 
-    def __init__(self, model: str, base_url: str = "", timeout_s: float = 30.0, api_key: str = ""):
+    def __init__(self, model: str, base_url: str = "", timeout_s: float = 30.0):
         from openai import AsyncOpenAI
 
+        api = endpoint.resolve(base_url, require_key=False, timeout_s=timeout_s)
+        if not api.api_key and api.base_url == endpoint.DEFAULT_BASE_URL:
+            raise RemoteUnavailable(f"the remote backend needs {endpoint.KEY_VARIABLES[0]} (environment or .env), "
+                                    "or --remote-base-url for a local server")
         self.model = model
-        self.base_url = base_url
+        self.base_url = api.base_url
         self.timeout_s = timeout_s
-        key = api_key or os.environ.get("OPENAI_API_KEY", "")
-        if not key and not base_url:
-            raise RemoteUnavailable("the remote backend needs OPENAI_API_KEY (or --remote-base-url for a local server)")
-        self._client = AsyncOpenAI(api_key=key or "unused", base_url=base_url or None, max_retries=0,
+        self._client = AsyncOpenAI(api_key=api.api_key or "unused", base_url=api.base_url, max_retries=0,
                                    timeout=timeout_s)
 
     async def generate(self, job: Job, emit: Emit | None = None, deadline: float | None = None) -> Result:

@@ -13,6 +13,7 @@ class ServeConfig:
     """What to serve and how. Defaults suit a Jetson-class device serving one small model."""
 
     run: str = "default"  #: run directory name; serves runs/RUN/bundle when it exists
+    runs_dir: str = ""  #: folder holding the run directories (default: $EDGETUNE_RUNS, else runs/)
     host: str = "127.0.0.1"  #: address to listen on (0.0.0.0 to accept other machines)
     port: int = 50051  #: gRPC port (0 picks a free one)
     model: str = ""  #: GGUF to serve instead of the bundle's chosen one (or the embedded model)
@@ -29,7 +30,7 @@ class ServeConfig:
     backend: BackendName = ""  #: routing for requests that do not choose ("": auto with a remote backend, else local)
     local_timeout_ms: int = 5000  #: auto: local may take this long before remote answers instead
     remote_model: str = ""  #: remote model id (default: runs/RUN/openai_ft.json's model)
-    remote_base_url: str = ""  #: OpenAI-compatible base URL (default: $OPENAI_BASE_URL or OpenAI's)
+    remote_base_url: str = ""  #: OpenAI-compatible base URL (default: the fine-tune's, $OPENAI_BASE_URL, OpenAI's)
     remote_timeout_s: float = 30.0  #: longest a remote request may take
     token: str = ""  #: bearer token clients must send (empty: no auth); shows in ps: prefer token_file, $EDGETUNE_TOKEN
     token_file: str = ""  #: file holding the bearer token on one line (instead of token)

@@ -101,7 +101,8 @@ def _from_task(task_name: str) -> dict[str, Any]:
 
 
 def _remote(config: ServeConfig, run: RunDir) -> tuple[str, str]:
-    """(model, base_url) of the remote backend: flags, then the run's OpenAI fine-tune, then the environment."""
+    """(model, base_url) of the remote backend: flags, then the run's OpenAI fine-tune, then the environment
+    ($EDGETUNE_REMOTE_MODEL; an empty base_url is resolved by edgetune.endpoint)."""
     recorded: dict[str, Any] = {}
     ft_file = run.root / "openai_ft.json"
     if ft_file.is_file():
@@ -109,13 +110,13 @@ def _remote(config: ServeConfig, run: RunDir) -> tuple[str, str]:
     elif run.manifest_path.is_file():
         recorded = run.stage("openai_ft") or {}
     model = config.remote_model or str(recorded.get("model") or "") or os.environ.get("EDGETUNE_REMOTE_MODEL", "")
-    base_url = config.remote_base_url or str(recorded.get("base_url") or "") or os.environ.get("OPENAI_BASE_URL", "")
+    base_url = config.remote_base_url or str(recorded.get("base_url") or "")
     return model, base_url
 
 
 def resolve(config: ServeConfig) -> Served:
     """What ``config`` serves; errors name the file or flag and the fix."""
-    run = RunDir.named(config.run)
+    run = RunDir.named(config.run, config.runs_dir or None)
     if run.bundle.joinpath("manifest.json").is_file():
         facts = _from_bundle(run.bundle)
         if config.task and config.task != facts["task"].name:

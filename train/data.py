@@ -15,19 +15,19 @@ TEACHER_API_KEY or OPENAI_API_KEY (environment or a git-ignored .env).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
-from edgetune.config import ConfigError, load, to_dict
+from edgetune.cli import Stage
+from edgetune.config import ConfigError, to_dict
 from edgetune.rundir import RunDir, atomic_write_json, sha256_file
 from train.dataset import SPLITS, Example, GateResult, Rejected, gate, split, write_jsonl
 from train.importers import ImportConfig
-from train.teacher import TeacherConfig
+from train.teacher import TeacherConfig, TeacherError
 
 
 @dataclass
@@ -201,39 +201,21 @@ def _print_summary(report: dict, where: Path) -> None:
     print(f"  {report['seconds']:.1f} s")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML file with DataConfig fields")
-    parser.add_argument("--run", help="run directory name (default: default)")
-    parser.add_argument("--task", help="task name or YAML path (default: robot_sdk)")
-    parser.add_argument("--teacher", choices=["synth", "openai", "import"],
-                        help="synth: offline synthesizer (default); openai: an OpenAI-compatible teacher; "
-                             "import: convert an existing dataset (--input)")
-    parser.add_argument("--seed", type=int, help="generation/split seed (default: the task's)")
-    parser.add_argument("--max-cost", type=float, help="teacher: stop before spending more than this (USD)")
-    parser.add_argument("--max-requests", type=int, help="teacher: stop after this many requests")
-    parser.add_argument("--concurrency", type=int, help="teacher: requests in flight at once")
-    parser.add_argument("--input", help="import: the file to import (JSONL, JSON or CSV)")
-    parser.add_argument("--format", help="import: openai|alpaca|dialogue|table|auto (default: auto)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any config field, e.g. --set train=2000 (repeatable)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. similarity=0.9")
-    args = parser.parse_intermixed_args(argv)  # overrides may come before or after flags
-    flags = {"run": args.run, "task": args.task, "teacher": args.teacher, "seed": args.seed,
-             "openai.max_cost": args.max_cost, "openai.max_requests": args.max_requests,
-             "openai.concurrency": args.concurrency, "importer.path": args.input, "importer.format": args.format}
-    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set + args.overrides
-    try:
-        config = load(DataConfig, args.config, overrides)
-        run(config)
-    except KeyboardInterrupt:
-        print("interrupted: the teacher pool keeps every answer received; rerun to continue", file=sys.stderr)
-        return 130
-    except (ConfigError, ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+def _run(config: DataConfig, run_dir: RunDir, args) -> None:
+    run(config)
+
+
+STAGE = Stage(
+    prog="python -m train data", config=DataConfig, run=_run, doc=__doc__,
+    flags={"--max-cost": "openai.max_cost", "--max-requests": "openai.max_requests",
+           "--concurrency": "openai.concurrency", "--input": "importer.path", "--format": "importer.format"},
+    bad_input=(OSError,), failed=(TeacherError,),
+    interrupted="interrupted: the teacher pool keeps every answer received; rerun to continue",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return STAGE.main(argv)
 
 
 if __name__ == "__main__":

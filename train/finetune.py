@@ -18,7 +18,6 @@ in the run manifest.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -30,11 +29,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import yaml
 
-from edgetune.config import ConfigError, from_dict, merge, parse_overrides, read_yaml, to_dict
+from edgetune.cli import Stage
+from edgetune.config import from_dict, merge, parse_overrides, read_yaml, to_dict
 from edgetune.rundir import RunDir, atomic_write, atomic_write_json, package_versions
 
 logger = logging.getLogger("train.finetune")
@@ -616,40 +616,9 @@ def _publish(staging: Path, adapter_dir: Path) -> None:
 # ----------------------------------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m train finetune",
-        description=__doc__.split("\n\n")[0],
-        epilog="Config fields (key=value): " + ", ".join(_field_help()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--run", help="run directory name under runs/ (default: default)")
-    parser.add_argument("--base-model", help="a .gguf file or Hugging Face model directory (default: embedded)")
-    parser.add_argument("--config", help="YAML config (fields as in train/configs/default.yaml)")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    parser.add_argument("--force", action="store_true", help="retrain even if a matching adapter exists")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="a config override (same as a positional key=value)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. lora.r=32 epochs=2")
-    args = parser.parse_args(argv)
+def _run(config: FinetuneConfig, run_dir: RunDir, args) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    overrides = list(args.overrides) + list(args.sets)
-    if args.run:
-        overrides.append(f"run={args.run}")
-    if args.base_model:
-        overrides.append(f"base_model={args.base_model}")
-    if args.resume:
-        overrides.append("resume=true")
-    if args.force:
-        overrides.append("force=true")
-    from train.sft_data import DatasetError
-
-    try:
-        config = load_config(args.config, overrides)
-        adapter = run(config)
-    except (ConfigError, DatasetError, FinetuneError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    adapter = run(config)
     if int(os.environ.get("RANK", "0")) == 0:
         report = json.loads((adapter / "train_report.json").read_text(encoding="utf-8"))
         print(f"adapter: {adapter}\n  base exact match {report['base']['exact_match']:.3f} -> tuned "
@@ -657,16 +626,16 @@ def main(argv: list[str] | None = None) -> int:
               + (f"; human set {report['human']['base']['exact_match']:.3f} -> "
                  f"{report['human']['tuned']['exact_match']:.3f}" if "human" in report else "")
               + f"; {report['train_tokens_per_second']:.0f} train tokens/s; {report['wall_seconds']:.0f}s")
-    return 0
 
 
-def _field_help() -> list[str]:
-    """Every config field as key=default, nested ones dotted (lora.r=16)."""
+def _stage() -> Stage:
+    from train.sft_data import DatasetError
 
-    def flat(data: dict[str, Any], prefix: str = "") -> list[str]:
-        out = []
-        for key, value in data.items():
-            out += flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}={value}"]
-        return out
+    return Stage(prog="python -m train finetune", config=FinetuneConfig, run=_run, doc=__doc__,
+                 defaults=DEFAULT_CONFIG, reads_run=True,
+                 bad_input=(DatasetError, FinetuneError, FileNotFoundError, ValueError),
+                 interrupted="interrupted: continue from the last checkpoint with --resume")
 
-    return flat(to_dict(load_config()))
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return _stage().main(argv)

@@ -22,7 +22,6 @@ with the same settings makes no LM call). The run manifest's ``prompt_opt`` stag
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -31,11 +30,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Sequence
 
-from edgetune.config import ConfigError, load
+from edgetune import endpoint
+from edgetune.cli import Stage
+from edgetune.config import ConfigError
 from edgetune.demos import DEMOS_FILE, Demos, write_demos
-from edgetune.rundir import RUNS_DIR, RunDir, sha256_file
+from edgetune.rundir import RunDir, sha256_file
 from edgetune.task import TaskSpec, load_task
 
 PROGRAM_FILE = "program.json"
@@ -203,7 +204,7 @@ def run(run: str, config: PromptOptConfig, runs_dir: str | Path | None = None) -
         if not name:
             raise ConfigError("command line", "lm_model", "name the model served at base_url (--set lm_model=NAME)")
         extra: dict[str, Any] = {}
-        api_key = os.environ.get(config.api_key_env) or "none"
+        api_key = endpoint.resolve(base, key_variables=(config.api_key_env,), require_key=False).api_key or "none"
     else:
         server, base, name, model = _local_lm_server(config, run_dir)
         grammar = task.contract.grammar() if config.grammar else None
@@ -249,27 +250,20 @@ def run(run: str, config: PromptOptConfig, runs_dir: str | Path | None = None) -
     return demos_path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train prompt-opt", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="default", help="run directory name under runs/ (default: default)")
-    parser.add_argument("--runs-dir", default=str(RUNS_DIR), help="folder holding run directories (default: runs)")
-    parser.add_argument("--config", help="YAML file with PromptOptConfig fields")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a PromptOptConfig field: " + ", ".join(PromptOptConfig.__dataclass_fields__))
-    args = parser.parse_args(argv)
-    from bench.targets import TargetUnavailable
+def _run(config: PromptOptConfig, run_dir: RunDir, args) -> None:
+    run(run_dir.root.name, config, run_dir.root.parent)
 
-    try:
-        config = load(PromptOptConfig, args.config, args.set)
-        run(args.run, config, args.runs_dir)
-    except (ConfigError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except TargetUnavailable as exc:
-        print(f"error: the LM server did not start: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+def _stage() -> Stage:
+    from bench.targets import TargetUnavailable
+    from edgetune.embedded import ModelFetchError
+
+    return Stage(prog="python -m train prompt-opt", config=PromptOptConfig, run=_run, doc=__doc__, reads_run=True,
+                 bad_input=(ValueError,), failed=(TargetUnavailable, ModelFetchError))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return _stage().main(argv)
 
 
 if __name__ == "__main__":

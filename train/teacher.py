@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from edgetune import endpoint
 from edgetune.config import ConfigError
 from train.dataset import Example, normalize_text
 
 KEY_VARIABLES = ("TEACHER_API_KEY", "OPENAI_API_KEY")
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
 #: USD per 1M tokens (input, output); override or extend with openai.prices.MODEL=[in,out]
 PRICES: dict[str, tuple[float, float]] = {
@@ -98,21 +98,6 @@ class Usage:
 
 
 # ----------------------------------------------------------------------------------------------- settings
-def read_env_file(path: str | Path) -> dict[str, str]:
-    """KEY=VALUE lines of a .env file (comments, blank lines, `export` and quotes allowed)."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.removeprefix("export ").split("=", 1)
-        out[key.strip()] = value.strip().strip("'\"")
-    return out
-
-
 @dataclass(frozen=True)
 class Endpoint:
     base_url: str
@@ -122,23 +107,11 @@ class Endpoint:
 
 
 def resolve_endpoint(config: TeacherConfig) -> Endpoint:
-    """Base URL, model and key from config, environment, then .env; a missing key names the variables."""
-    dotenv = read_env_file(config.env_file)
-
-    def setting(name: str) -> str:
-        return os.environ.get(name) or dotenv.get(name, "")
-
-    for variable in KEY_VARIABLES:
-        if setting(variable):
-            key, key_variable = setting(variable), variable
-            break
-    else:
-        raise TeacherError(f"no API key for the teacher: set {KEY_VARIABLES[0]} (or {KEY_VARIABLES[1]}) in the "
-                           f"environment or in {config.env_file}; local servers accept any value, e.g. "
-                           f"{KEY_VARIABLES[0]}=local")
-    base_url = config.base_url or setting("TEACHER_BASE_URL") or DEFAULT_BASE_URL
-    model = config.model or setting("TEACHER_MODEL") or DEFAULT_MODEL
-    return Endpoint(base_url.rstrip("/"), model, key, key_variable)
+    """Base URL, model and key from config, environment, then .env (edgetune.endpoint); no key is a ConfigError."""
+    api = endpoint.resolve(config.base_url, key_variables=KEY_VARIABLES, base_url_variables=("TEACHER_BASE_URL",),
+                           timeout_s=config.timeout, env_file=config.env_file)
+    model = config.model or endpoint.settings(config.env_file).get("TEACHER_MODEL") or DEFAULT_MODEL
+    return Endpoint(api.base_url, model, api.api_key, api.key_variable)
 
 
 def price_of(model: str, config: TeacherConfig) -> tuple[float, float] | None:

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
+from bench.__main__ import main
 from bench.config import BenchConfig
-from bench.report import compare_markdown
-from bench.runner import SCHEMA, main, run
+from bench.report import SCHEMA, compare_markdown
+from bench.runner import run
 from bench.stats import PERCENTILES
 
 pytestmark = pytest.mark.timeout(300)
@@ -17,17 +18,9 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def bench_json(tmp_path_factory, embedded_gguf_path):
-    import edgetune.rundir
-
-    runs = tmp_path_factory.mktemp("runs")
-    patch = pytest.MonkeyPatch()
-    patch.setattr(edgetune.rundir, "RUNS_DIR", runs)
-    try:
-        config = BenchConfig(run="short", concurrency=[1, 2], requests=2, warmup=1, max_tokens=40,
-                             quality_prompts=2, bandwidth_mib=64)
-        yield run(config)
-    finally:
-        patch.undo()
+    config = BenchConfig(run="short", runs_dir=str(tmp_path_factory.mktemp("runs")), concurrency=[1, 2], requests=2,
+                         warmup=1, max_tokens=40, quality_prompts=2, bandwidth_mib=64)
+    return run(config)
 
 
 def _ordered_positive(dist: dict) -> bool:

@@ -95,7 +95,7 @@ def test_remote_row_skips_with_the_reason(tmp_path, monkeypatch):
         _remote(run_dir, ["go"], "sys", 16, 5)
     (run_dir.root / "openai_ft.json").write_text(json.dumps({"status": "succeeded", "model": "ft:x"}))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with pytest.raises(Skipped, match="OPENAI_API_KEY is not set"):
+    with pytest.raises(Skipped, match="not configured: no API key .*: set OPENAI_API_KEY"):
         _remote(run_dir, ["go"], "sys", 16, 5)
 
 

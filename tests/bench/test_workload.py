@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from bench.config import BenchConfig
-from bench.runner import _request_plan, main
+from bench.__main__ import main
+from bench.runner import _request_plan
 from bench.workload import load_workload, quant_of
 from edgetune.config import ConfigError, load
 from edgetune.rundir import RunDir
@@ -79,8 +80,8 @@ def test_config_errors_name_the_field():
 def test_cli_rejects_bad_values_with_exit_2(capsys):
     assert main(["--run", "x", "--concurrency", "0"]) == 2
     assert "concurrency" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["--concurrency", "one,two"])
+    assert main(["--concurrency", "one,two"]) == 2
+    assert "concurrency[0]: must be an integer, got 'one'" in capsys.readouterr().err
 
 
 def test_every_target_gets_the_same_prompts_and_warmup_differs():

@@ -117,8 +117,10 @@ def test_config_errors_name_the_field():
 
 
 def test_cli_reports_errors_without_a_traceback(capsys, tmp_path):
-    assert bundle.main(["--run", "nope", f"runs_dir={tmp_path}"]) == 2
-    assert "export: error:" in capsys.readouterr().err
+    from export.__main__ import main
+
+    assert main(["--run", "nope", f"runs_dir={tmp_path}"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: command line: run: no run directory {tmp_path / 'nope'}")
 
 
 def test_example_config_is_the_defaults():

@@ -142,7 +142,7 @@ def test_unreachable_endpoint_fails_clearly_after_bounded_retries(teacher_env, t
     teacher_env.setenv("TEACHER_API_KEY", "sk-x")
     teacher_env.setenv("TEACHER_BASE_URL", f"http://127.0.0.1:{port}/v1")
     started = time.perf_counter()
-    assert run_stage(tmp_path, "openai.max_retries=3", "openai.prices.gpt-4o-mini=[1,1]") == 2
+    assert run_stage(tmp_path, "openai.max_retries=3", "openai.prices.gpt-4o-mini=[1,1]") == 1
     assert time.perf_counter() - started < 20
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port}" in err and "after 4 attempts" in err and "TEACHER_BASE_URL" in err

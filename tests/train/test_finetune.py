@@ -179,6 +179,10 @@ def test_invalid_dataset_line_is_named(tmp_path, tiny_model, robot_task, capsys)
 
 def test_run_without_dataset_says_to_build_it(tmp_path, tiny_model, capsys):
     err = _error_of(tiny_overrides(tmp_path, tiny_model, run_name="nodata"), capsys)
+    assert err.startswith(f"error: command line: run: no run directory {tmp_path / 'nodata'}")
+    assert "make data RUN=nodata" in err
+    (tmp_path / "nodata").mkdir()
+    err = _error_of(tiny_overrides(tmp_path, tiny_model, run_name="nodata"), capsys)
     assert 'no "data" stage' in err and "make data RUN=nodata" in err
 
 

@@ -15,8 +15,10 @@ import pytest
 
 from edgetune.rundir import RunDir, sha256_file
 from tests.train.fake_openai import FakeOpenAI
+from edgetune.config import ConfigError
+from edgetune.endpoint import Endpoint, resolve
 from train.openai_ft import (
-    Credentials, DataValidationError, JobFailed, OpenAIFineTuneConfig, OpenAIFineTuneError, WatchTimeout, cancel,
+    DataValidationError, JobFailed, OpenAIFineTuneConfig, OpenAIFineTuneError, WatchTimeout, cancel,
     attach, estimate_tokens, fine_tune, load_record, main, plan,
 )
 
@@ -58,8 +60,8 @@ def config() -> OpenAIFineTuneConfig:
     return OpenAIFineTuneConfig(epochs=2, batch_size=4, lr_multiplier=0.5, suffix="robot", seed=7, poll_seconds=0.01)
 
 
-def creds(fake: FakeOpenAI, key: str | None = None) -> Credentials:
-    return Credentials(base_url=fake.base_url, api_key=key or fake.api_key)
+def creds(fake: FakeOpenAI, key: str | None = None) -> Endpoint:
+    return Endpoint(base_url=fake.base_url, api_key=key or fake.api_key)
 
 
 def cli_args(run_dir: RunDir, *extra: str) -> list[str]:
@@ -199,7 +201,7 @@ def test_validation_reports_every_problem_and_too_few_examples(run_dir, config):
 
 def test_cli_validation_error_touches_no_server(run_dir, cli_env, capsys):
     write_jsonl(run_dir.data / "train.jsonl", examples(11) + [BAD_LINES["example_missing_assistant_message"]])
-    assert main(cli_args(run_dir, "--yes")) == 1
+    assert main(cli_args(run_dir, "--yes")) == 2
     assert "line 12: example_missing_assistant_message" in capsys.readouterr().err
     assert cli_env.requests == []
 
@@ -245,9 +247,9 @@ def test_declining_uploads_nothing(run_dir, fake, config):
 
 
 def test_no_key_is_a_clear_error_before_anything_is_sent(run_dir, fake, config, tmp_path):
-    credentials = Credentials.resolve(fake.base_url, environ={}, dotenv=tmp_path / "missing.env")
-    assert credentials.api_key is None
-    with pytest.raises(OpenAIFineTuneError, match="no OpenAI API key: set OPENAI_API_KEY"):
+    credentials = resolve(fake.base_url, require_key=False, environ={}, env_file=tmp_path / "missing.env")
+    assert credentials.api_key == ""
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY: no OpenAI API key: set OPENAI_API_KEY"):
         fine_tune(run_dir, config, credentials, confirm=lambda plan_: True)
     assert fake.requests == [] and fake.uploads == []
 
@@ -302,7 +304,7 @@ def test_watch_timeout_then_cancel_then_watch_reports_cancelled(run_dir, fake, c
     assert load_record(run_dir).status == "running"
 
     with pytest.raises(OpenAIFineTuneError, match=f"was created at {fake.base_url}, not http://127.0.0.1:9/v1"):
-        attach(run_dir, config, Credentials("http://127.0.0.1:9/v1", fake.api_key))
+        attach(run_dir, config, Endpoint("http://127.0.0.1:9/v1", fake.api_key))
     record = cancel(run_dir, config, creds(fake))
     assert record.status == "cancelled" and fake.jobs[record.job_id]["job"]["status"] == "cancelled"
     assert load_record(run_dir).status == "cancelled"
@@ -326,7 +328,7 @@ def test_watch_job_adopts_a_job_started_elsewhere(run_dir, cli_env):
 
 
 def test_bad_option_names_the_field(run_dir, capsys):
-    assert main(cli_args(run_dir, "--dry-run", "--epochs", "0")) == 1
+    assert main(cli_args(run_dir, "--dry-run", "--epochs", "0")) == 2
     assert "epochs: must be between 1 and 50" in capsys.readouterr().err
 
 
@@ -336,5 +338,5 @@ def test_config_yaml_with_set_overrides(run_dir, tmp_path, capsys):
     assert main([*args, "--set", "price_per_mtok=2"]) == 0
     out = capsys.readouterr().out
     assert "epochs     4 (set)" in out and "at $2.00/1M tokens" in out
-    assert main([*args, "--set", "epoch=2"]) == 1
+    assert main([*args, "--set", "epoch=2"]) == 2
     assert "epoch: unknown field (did you mean 'epochs'?)" in capsys.readouterr().err
