@@ -172,7 +172,7 @@ def resolve_hardware(config: FinetuneConfig) -> Hardware:
         why.append(
             "quant=auto -> nf4 on CUDA (4-bit weights, double quantization)" if device == "cuda"
             else "quant=auto -> none on CPU (bitsandbytes' CPU NF4 dequantizes every matmul: slower than plain "
-                 "LoRA, see `python -m train.bench_finetune`; a 135M-1B model fits in RAM unquantized)"
+                 "LoRA, see `python -m bench.finetune`; a 135M-1B model fits in RAM unquantized)"
         )
     dtype = config.dtype
     if dtype == "auto":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -16,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.loopback_teacher import Faults, LoopbackTeacher
 from train.data import main
 from train.dataset import SPLITS, read_split
-from train.loopback_teacher import Faults, LoopbackTeacher
 from train.teacher import Teacher, TeacherConfig, resolve_endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,12 +228,3 @@ def test_llama_cpp_server_as_teacher(teacher_env, tmp_path, embedded_gguf_path):
     accounted = sum(rep["counts"].values()) + rep["unused"] + sum(rep["duplicates"].values()) + sum(
         v for k, v in rep["rejects"].items() if k != "teacher:malformed_response")
     assert accounted == rep["received"]
-
-
-def test_benchmark_prints_both_measurements_and_the_ratio(teacher_env, capsys):
-    from train.bench_teacher import main as bench
-
-    assert bench(["--requests", "4", "--latency", "0.05", "--concurrency", "2", "--per-response", "2"]) == 0
-    out = capsys.readouterr().out
-    assert re.search(r"^\s+1\s+[\d.]+", out, re.M) and re.search(r"^\s+2\s+[\d.]+", out, re.M)
-    assert re.search(r"speed-up at concurrency 2 vs 1: [\d.]+x", out)

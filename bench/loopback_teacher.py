@@ -5,7 +5,7 @@ The teacher's tests and its benchmark run the real ``openai`` client against it:
 429 with Retry-After, 500s, hangs longer than the client's timeout, malformed answers and contract-breaking
 examples, plus a fixed latency per request.
 
-    python -m train.loopback_teacher --port 8765 --latency 0.2     serve until Ctrl-C
+    python -m bench.loopback_teacher --port 8765 --latency 0.2     serve until Ctrl-C
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def _handler(server: LoopbackTeacher) -> type[BaseHTTPRequestHandler]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.loopback_teacher", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.loopback_teacher", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds each request takes")

@@ -1,7 +1,7 @@
 """Training throughput: the default settings against a naive baseline, measured side by side in one run.
 
-    python -m train.bench_finetune                         embedded SmolLM2-135M, runs/default/data, 6 steps each
-    python -m train.bench_finetune --steps 10 --with fp32,nf4   also the fp32 and NF4 variants (what auto chooses)
+    python -m bench.finetune                         embedded SmolLM2-135M, runs/default/data, 6 steps each
+    python -m bench.finetune --steps 10 --with fp32,nf4   also the fp32 and NF4 variants (what auto chooses)
 
 Variants (each a LoRA on all linear layers, same examples, same batches, one optimizer step = --batch examples):
   default   the shipped settings: padding-free rows holding the shared system prompt once, per-sequence causal
@@ -80,7 +80,7 @@ def _step(variant: Variant, model: Any, optimizer: Any, batch: dict[str, Any]) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.bench_finetune", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m bench.finetune", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="default", help="run directory whose data/train.jsonl is used")
     parser.add_argument("--base-model", default="", help="a .gguf or HF model directory (default: embedded)")

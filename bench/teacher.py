@@ -3,8 +3,8 @@
 Both runs use the real openai client against the loopback teacher server with the same injected latency per
 request (what a remote API's latency looks like from here) and the same number of requests.
 
-    python -m train.bench_teacher                          default: 24 requests, 0.5 s latency
-    python -m train.bench_teacher --requests 40 --latency 1.0 --concurrency 8
+    python -m bench.teacher                          default: 24 requests, 0.5 s latency
+    python -m bench.teacher --requests 40 --latency 1.0 --concurrency 8
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 def measure(concurrency: int, requests: int, latency: float, per_response: int) -> dict:
     """Generate ``requests`` teacher requests at ``concurrency``; return wall time and throughput."""
     from edgetune.task import load_task
-    from train.loopback_teacher import Faults, LoopbackTeacher
+    from bench.loopback_teacher import Faults, LoopbackTeacher
     from train.teacher import TeacherConfig, generate
 
     task = load_task("robot_sdk")
@@ -38,7 +38,7 @@ def measure(concurrency: int, requests: int, latency: float, per_response: int) 
 def main(argv: list[str] | None = None) -> int:
     from train.teacher import TeacherConfig
 
-    parser = argparse.ArgumentParser(prog="python -m train.bench_teacher", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.teacher", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=24, help="requests per measurement")
     parser.add_argument("--latency", type=float, default=0.5, help="seconds the server takes per request")
