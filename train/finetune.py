@@ -36,6 +36,7 @@ import yaml
 from edgetune.cli import Stage
 from edgetune.config import from_dict, merge, parse_overrides, read_yaml, to_dict
 from edgetune.rundir import RunDir, atomic_write, atomic_write_json, package_versions
+from train.sft_data import DatasetError
 
 logger = logging.getLogger("train.finetune")
 
@@ -628,14 +629,10 @@ def _run(config: FinetuneConfig, run_dir: RunDir, args) -> None:
               + f"; {report['train_tokens_per_second']:.0f} train tokens/s; {report['wall_seconds']:.0f}s")
 
 
-def _stage() -> Stage:
-    from train.sft_data import DatasetError
-
-    return Stage(prog="python -m train finetune", config=FinetuneConfig, run=_run, doc=__doc__,
-                 defaults=DEFAULT_CONFIG, reads_run=True,
-                 bad_input=(DatasetError, FinetuneError, FileNotFoundError, ValueError),
-                 interrupted="interrupted: continue from the last checkpoint with --resume")
+STAGE = Stage(prog="python -m train finetune", config=FinetuneConfig, run=_run, doc=__doc__, defaults=DEFAULT_CONFIG,
+              reads_run=True, bad_input=(DatasetError, FinetuneError, FileNotFoundError, ValueError),
+              interrupted="interrupted: continue from the last checkpoint with --resume")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return _stage().main(argv)
+    return STAGE.main(argv)

@@ -32,10 +32,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
+from bench.targets import TargetUnavailable
 from edgetune import endpoint
 from edgetune.cli import Stage
 from edgetune.config import ConfigError
 from edgetune.demos import DEMOS_FILE, Demos, write_demos
+from edgetune.embedded import ModelFetchError
 from edgetune.rundir import RunDir, sha256_file
 from edgetune.task import TaskSpec, load_task
 
@@ -254,16 +256,12 @@ def _run(config: PromptOptConfig, run_dir: RunDir, args) -> None:
     run(run_dir.root.name, config, run_dir.root.parent)
 
 
-def _stage() -> Stage:
-    from bench.targets import TargetUnavailable
-    from edgetune.embedded import ModelFetchError
-
-    return Stage(prog="python -m train prompt-opt", config=PromptOptConfig, run=_run, doc=__doc__, reads_run=True,
-                 bad_input=(ValueError,), failed=(TargetUnavailable, ModelFetchError))
+STAGE = Stage(prog="python -m train prompt-opt", config=PromptOptConfig, run=_run, doc=__doc__, reads_run=True,
+              bad_input=(ValueError,), failed=(TargetUnavailable, ModelFetchError))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return _stage().main(argv)
+    return STAGE.main(argv)
 
 
 if __name__ == "__main__":
