@@ -69,6 +69,9 @@ def test_bad_budget_and_missing_data_exit_2(tmp_path, capsys):
     assert main(["--run", "x", "--runs-dir", str(tmp_path), "--set", "train_examples=0"]) == 2
     assert "train_examples" in capsys.readouterr().err
     assert main(["--run", "x", "--runs-dir", str(tmp_path)]) == 2
+    assert "run: no run directory" in capsys.readouterr().err
+    (tmp_path / "x").mkdir()
+    assert main(["--run", "x", "--runs-dir", str(tmp_path)]) == 2
     assert "train.jsonl: missing; run `make data` first" in capsys.readouterr().err
 
 
