@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, Union
 
-from edgetune.config import ConfigError, from_dict, merge, parse_overrides, read_yaml
+from edgetune.config import ConfigError, load, read_yaml
 from edgetune.rundir import RunDir
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -171,12 +171,7 @@ class Stage:
         """The config (defaults, --config, flags, then overrides) and the run directory; ConfigError when unusable."""
         names = {f.name for f in dataclasses.fields(self.config)}
         given = {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg:") and value is not None}
-        overrides = list(args.sets)
-        for item in args.overrides:
-            if "=" not in item:
-                raise ConfigError("command line", item, "overrides look like key=value (e.g. seed=3); "
-                                  "or did you mean a --flag?")
-            overrides.append(item)
+        overrides = [*args.sets, *args.overrides]
         flags: dict[str, Any] = {}
         location = {"run": "default", "runs_dir": ""}
         for path, value in given.items():
@@ -192,18 +187,8 @@ class Stage:
             for part in parents:
                 node = node.setdefault(part, {})
             node[leaf] = value
-        data = read_yaml(self.defaults) if self.defaults else {}
-        source = "command line"
-        if args.config:
-            data, source = merge(data, read_yaml(args.config)), args.config
-        parsed = parse_overrides(overrides)
-        try:
-            config = from_dict(self.config, merge(merge(data, flags), parsed), source=source)
-        except ConfigError as exc:  # blame the command line for a field it set, not the YAML file
-            top = exc.field.split("[")[0]
-            if args.config and (_has(flags, top) or _has(parsed, top)):
-                raise ConfigError(f"command line (over {args.config})", exc.field, exc.problem) from exc
-            raise
+        config = load(self.config, args.config, overrides, flags=flags,
+                      defaults=read_yaml(self.defaults) if self.defaults else None)
         run = getattr(config, "run", location["run"])
         runs_dir = getattr(config, "runs_dir", location["runs_dir"])
         try:
@@ -232,15 +217,6 @@ class Stage:
         except self.failed as exc:
             return _error(exc, EXIT_FAILED)
         return EXIT_OK if code is None else code
-
-
-def _has(tree: dict[str, Any], path: str) -> bool:
-    node: Any = tree
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def _error(exc: BaseException, code: int) -> int:

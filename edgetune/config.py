@@ -204,14 +204,25 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load(cls: type[T], path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> T:
-    """Load ``cls`` from an optional YAML file plus ``key=value`` overrides (overrides win)."""
-    data = read_yaml(path) if path else {}
-    data = merge(data, parse_overrides(overrides))
+def load(cls: type[T], path: str | Path | None = None, overrides: typing.Sequence[str] = (), *,
+         defaults: dict[str, Any] | None = None, flags: dict[str, Any] | None = None) -> T:
+    """Load ``cls`` from ``defaults``, an optional YAML file, ``flags`` (a nested dict of command-line values) and
+    ``key=value`` overrides; later ones win, and an error in a field the command line set blames the command line."""
+    data = merge(defaults or {}, read_yaml(path) if path else {})
+    data = merge(merge(data, flags or {}), parse_overrides(overrides))
     try:
         return from_dict(cls, data, source=path or "command line")
     except ConfigError as exc:
-        overridden = {pair.split("=", 1)[0].strip() for pair in overrides}
+        overridden = {pair.split("=", 1)[0].strip() for pair in overrides} | set(_paths(flags or {}))
         if path and exc.field in overridden:  # blame the override that set the field, not the file
             raise ConfigError(f"command line (over {path})", exc.field, exc.problem) from exc
         raise
+
+
+def _paths(tree: dict[str, Any], prefix: str = "") -> typing.Iterator[str]:
+    """The dotted paths of a nested dict's leaves."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _paths(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"

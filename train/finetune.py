@@ -34,7 +34,7 @@ from typing import Any, Literal, Sequence
 import yaml
 
 from edgetune.cli import Stage
-from edgetune.config import from_dict, merge, parse_overrides, read_yaml, to_dict
+from edgetune.config import load, read_yaml, to_dict
 from edgetune.rundir import RunDir, atomic_write, atomic_write_json, package_versions
 from train.sft_data import DatasetError
 
@@ -145,11 +145,7 @@ class FinetuneError(RuntimeError):
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> FinetuneConfig:
     """The shipped defaults (train/configs/default.yaml), then the YAML at ``path``, then ``key=value`` overrides."""
-    data = read_yaml(DEFAULT_CONFIG)
-    if path is not None:
-        data = merge(data, read_yaml(path))
-    data = merge(data, parse_overrides(list(overrides)))
-    return from_dict(FinetuneConfig, data, source=path or "command line")
+    return load(FinetuneConfig, path, overrides, defaults=read_yaml(DEFAULT_CONFIG))
 
 
 def resolve_hardware(config: FinetuneConfig) -> Hardware:
