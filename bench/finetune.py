@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     args = parser.parse_args(argv)
 
-    from train.finetune import load_config
+    from train.finetune_config import load_config
 
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling

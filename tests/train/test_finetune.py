@@ -13,7 +13,8 @@ import pytest
 from edgetune.config import ConfigError
 from edgetune.task import load_holdout, load_task
 from tests.train.tiny_llama import build_run, build_tiny_llama
-from train.finetune import FinetuneConfig, FinetuneError, load_config, main, run
+from train.finetune import FinetuneError, main, run
+from train.finetune_config import FinetuneConfig, load_config
 
 ADAPTER_FILES = {
     "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json",
