@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -29,6 +28,8 @@ from typing import Callable
 from edgetune import endpoint
 from edgetune.config import ConfigError
 from train.dataset import Example, normalize_text
+from train.teacher_prompts import (examples_from_answer, generation_prompt, paraphrase_prompt,
+                                   paraphrases_from_answer, system_prompt_request)
 
 KEY_VARIABLES = ("TEACHER_API_KEY", "OPENAI_API_KEY")
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -121,98 +122,6 @@ def price_of(model: str, config: TeacherConfig) -> tuple[float, float] | None:
     name = model.removeprefix("openai/")
     matches = [m for m in PRICES if name == m or name.startswith(m + "-")]
     return PRICES[max(matches, key=len)] if matches else None
-
-
-# ------------------------------------------------------------------------------------------------ prompts
-def generation_prompt(task, n: int, shown: list[Example]) -> list[dict[str, str]]:
-    """Messages asking for ``n`` new examples of ``task``, with earlier ones shown to avoid repeats."""
-    rules = (f"Every assistant answer must satisfy this contract: a JSON list of call strings using only these "
-             f"calls and argument values:\n{task.contract.describe()}\nBetween {task.contract.min_calls} and "
-             f"{task.contract.max_calls // task.contract.longest_expansion()} list items (the grammar's bound)." if task.contract.kind == "call_list"
-             else f"Every assistant answer is plain text of {task.contract.min_chars}-{task.contract.max_chars} "
-                  "characters.")
-    examples = "\n".join(json.dumps({"user": e["user"], "assistant": e["assistant"]}) for e in task.examples)
-    seen = "\n".join(json.dumps({"user": e.user, "assistant": e.assistant}) for e in shown)
-    user = (f"Task: {task.prompt}\n\n{rules}\n\nExamples of the format:\n{examples}\n\n"
-            + (f"Examples already written (write different ones: new wording, new combinations):\n{seen}\n\n"
-               if seen else "")
-            + f"Write {n} new, diverse, realistic examples. Vary length, wording, politeness and complexity. "
-              'Answer with one JSON object: {"examples": [{"user": "...", "assistant": "..."}, ...]} where '
-              '"assistant" is a string.')
-    return [{"role": "system", "content": "You write high-quality training data for fine-tuning a small model. "
-                                          "You answer with JSON only."},
-            {"role": "user", "content": user}]
-
-
-def paraphrase_prompt(commands: list[Example]) -> list[dict[str, str]]:
-    """Messages asking to rephrase commands without changing what they ask for."""
-    listing = "\n".join(json.dumps({"id": i, "user": c.user}) for i, c in enumerate(commands))
-    return [{"role": "system", "content": "You rephrase robot commands. You answer with JSON only."},
-            {"role": "user", "content":
-                "Rephrase each command the way a different person might say it. Keep the meaning exactly: the same "
-                "steps in the same order, the same places, objects, surfaces, directions, speeds, durations and "
-                "numbers, and any quoted text character for character.\n"
-                f"{listing}\n"
-                'Answer with one JSON object: {"paraphrases": [{"id": 0, "user": "..."}, ...]}'}]
-
-
-def system_prompt_request(task) -> list[dict[str, str]]:
-    return [{"role": "system", "content": "You write system prompts for fine-tuned models."},
-            {"role": "user", "content": f"Task: {task.prompt}\nWrite the system message the fine-tuned model will "
-                                        "be given at inference: one or two sentences, no examples. Answer with the "
-                                        "system message only."}]
-
-
-_FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
-
-
-def parse_json_answer(content: str | None) -> object:
-    """The JSON value in a teacher answer (code fences and chatter around one object tolerated)."""
-    if not content:
-        raise ValueError("empty answer")
-    text = _FENCE.sub("", content.strip())
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        start, end = text.find("{"), text.rfind("}")
-        if start < 0 or end <= start:
-            raise ValueError("no JSON object in the answer") from None
-        return json.loads(text[start:end + 1])
-
-
-def examples_from_answer(content: str | None, source: str = "teacher") -> list[Example]:
-    """Examples in a generation answer; raises ValueError when the answer is malformed."""
-    data = parse_json_answer(content)
-    items = data.get("examples") if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        raise ValueError('expected {"examples": [...]}')
-    out = []
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("user"), str):
-            continue
-        answer = item.get("assistant")
-        if isinstance(answer, list):  # the teacher gave the call list itself instead of its JSON text
-            answer = json.dumps(answer)
-        if isinstance(answer, str):
-            out.append(Example(item["user"], answer, source))
-    if items and not out:
-        raise ValueError("no item has string 'user' and 'assistant' fields")
-    return out
-
-
-def paraphrases_from_answer(content: str | None, commands: list[Example]) -> list[Example]:
-    data = parse_json_answer(content)
-    items = data.get("paraphrases") if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        raise ValueError('expected {"paraphrases": [...]}')
-    out = []
-    for item in items:
-        if isinstance(item, dict) and isinstance(item.get("id"), int) and 0 <= item["id"] < len(commands) \
-                and isinstance(item.get("user"), str) and item["user"].strip():
-            out.append(Example(item["user"], commands[item["id"]].assistant, "teacher-paraphrase"))
-    if not out:
-        raise ValueError("no usable paraphrase in the answer")
-    return out
 
 
 # --------------------------------------------------------------------------------------------- the client
