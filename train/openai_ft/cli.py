@@ -1,4 +1,19 @@
-"""``python -m train openai-ft``: the stage's command line (edgetune.cli over OpenAIFineTuneConfig)."""
+"""Fine-tune an OpenAI model on the run's dataset: the edge server's remote fallback and the cloud comparison.
+
+    python -m train openai-ft --run default --dry-run      validate the data and estimate the cost; no network
+    python -m train openai-ft --run default                validate, estimate, confirm, upload, train, watch
+    python -m train openai-ft --run default --yes          the same without the prompt (needed without a TTY / in CI)
+    python -m train openai-ft --run default --watch        reattach to the job recorded in the run directory
+    python -m train openai-ft --run default --watch JOB    reattach to (and adopt) any job
+    python -m train openai-ft --run default --cancel       cancel the recorded job (or --cancel JOB)
+
+The key comes from OPENAI_API_KEY or a git-ignored ./.env line ``OPENAI_API_KEY=...`` and is never printed or
+recorded; the endpoint from --base-url, else OPENAI_BASE_URL, else https://api.openai.com/v1. The key is checked with
+one cheap authenticated call before anything is uploaded. The job id is written to runs/RUN/openai_ft.json the moment
+the job exists, so an interrupted run resumes: running the same command again watches that job instead of starting
+another. On success runs/RUN/openai_ft.json and the manifest stage "openai_ft" hold the fine-tuned model id, which
+the server uses as its remote backend.
+"""
 
 from __future__ import annotations
 
@@ -56,7 +71,7 @@ def _run(config: OpenAIFineTuneConfig, run_dir: RunDir, args: argparse.Namespace
 
 STAGE = Stage(
     prog="python -m train openai-ft", config=OpenAIFineTuneConfig, run=_run,
-    doc=(sys.modules["train.openai_ft"].__doc__ or "").split("\n\nThe modules")[0],
+    doc=__doc__,
     flags={"--poll-interval": "poll_seconds"}, reads_run=True, extra=_flags,
     bad_input=(DataValidationError, FileNotFoundError), failed=(OpenAIFineTuneError,),
     interrupted="detached; the job keeps running: rerun the same command (or --watch) to reattach, --cancel to stop",
