@@ -548,16 +548,17 @@ def _evaluate(config: FinetuneConfig, task: Any, model: Any, tokenizer: Any, set
     if cache.is_file():
         cached = json.loads(cache.read_text(encoding="utf-8"))
         base = cached.get("result") if cached.get("key") == key_base else None
+    vocabulary = Vocabulary(vocabulary_gguf) if vocabulary_gguf and task.contract.grammar() else None
     if base is None:
         with model.disable_adapter():
             base = {name: evaluate(model, tokenizer, task, _sample(convs, config.eval.base_examples, config.seed),
-                                   budgets[name], batch, f"eval base {name}").to_dict()
+                                   budgets[name], batch, f"eval base {name}", vocabulary=vocabulary,
+                                   give_up=True).to_dict()
                     for name, convs in sets.items()}
     atomic_write_json(staging / "base_eval.json", {"key": key_base, "result": base})
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model.base_model, "is_loaded_in_4bit", False)
     tuned_model = model if quantized else model.merge_and_unload()  # merged: no adapter matmuls while decoding
     tuned = {}
-    vocabulary = Vocabulary(vocabulary_gguf) if vocabulary_gguf and task.contract.grammar() else None
     for name, convs in sets.items():
         subset = _sample(convs, config.eval.test_examples, config.seed) if name == "test" else convs
         tuned[name] = evaluate(tuned_model, tokenizer, task, subset, budgets[name], batch, f"eval tuned {name}",
