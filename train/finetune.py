@@ -53,6 +53,8 @@ class LoraSettings:
     alpha: int = 32  #: scaling numerator (the update is scaled by alpha / r)
     dropout: float = 0.0  #: dropout on the adapter input (0 is fastest; short runs rarely overfit)
     target_modules: str = "all-linear"  #: "all-linear" or comma-separated module names (q_proj,v_proj)
+    #: adapt only the top N decoder layers (0: all): backward then stops below them, so a step costs less
+    top_layers: int = 0
 
 
 @dataclass
@@ -113,6 +115,8 @@ class FinetuneConfig:
             yield "warmup_ratio", "must be in [0, 1)"
         if self.lora.r < 1 or self.lora.alpha < 1:
             yield "lora.r", "lora.r and lora.alpha must be at least 1"
+        if self.lora.top_layers < 0:
+            yield "lora.top_layers", "must be 0 (every layer) or a number of top decoder layers"
         if not 0 <= self.lora.dropout < 1:
             yield "lora.dropout", "must be in [0, 1)"
         if self.eval.batch_size < 1:
@@ -457,12 +461,11 @@ def _build_trainer(config: FinetuneConfig, hardware: Hardware, model: Any, token
         ddp_backend="gloo" if hardware.device == "cpu" and hardware.world_size > 1 else None,
         ddp_find_unused_parameters=False if hardware.world_size > 1 else None,
     )
-    targets = config.lora.target_modules
     peft_config = LoraConfig(
         r=config.lora.r,
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
-        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
+        target_modules=_lora_targets(model, config.lora),
         task_type="CAUSAL_LM",
     )
     trainer = AnswerOnlyTrainer(
@@ -510,6 +513,30 @@ def _resume_checkpoint(checkpoints: Path) -> Path | None:
 
 def _step_of(checkpoint: Path | None) -> int:
     return int(checkpoint.name.split("-")[-1]) if checkpoint else 0
+
+
+def _lora_targets(model: Any, lora: LoraSettings) -> str | list[str]:
+    """peft's target modules; with ``top_layers``, the linear modules of the top decoder layers by full name (peft
+    takes no layer range together with "all-linear")."""
+    import torch
+
+    names = lora.target_modules if lora.target_modules == "all-linear" else \
+        [t.strip() for t in lora.target_modules.split(",") if t.strip()]
+    if not lora.top_layers:
+        return names
+    total = model.config.num_hidden_layers
+    top = {str(i) for i in range(max(0, total - lora.top_layers), total)}
+    found = []
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if isinstance(module, torch.nn.Linear) and "layers" in parts[:-1]:
+            layer = parts[parts.index("layers") + 1]
+            if layer in top and (names == "all-linear" or parts[-1] in names):
+                found.append(name)
+    if not found:
+        raise ConfigError(None, "lora.top_layers", f"no linear modules in the top {lora.top_layers} of {total} "
+                                                    "decoder layers match lora.target_modules")
+    return found
 
 
 def _sum_over_processes(trainer: Any, value: int) -> int:
