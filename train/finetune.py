@@ -594,8 +594,10 @@ def _evaluate(config: FinetuneConfig, task: Any, model: Any, tokenizer: Any, set
         vocabulary.close()
     for name in sets:
         t = tuned[name]
-        grammar = f", grammar on {t['constrained']['exact_match']:.3f} valid {t['constrained']['valid_rate']:.3f}" \
-            if t.get("constrained") else ""
+        robot = t.get("constrained") or t  # what the robot gets: grammar on where it can be measured
+        grammar = f", grammar on {robot['exact_match']:.3f} valid {robot['valid_rate']:.3f}" if robot is not t else ""
+        grammar += f"; acted on {robot['acted_on_refusal']:.0%} of {robot['refusals']} refusals" \
+            if robot["refusals"] else ""
         print(f"{name:5s} set: exact match base {base[name]['exact_match']:.3f} (n={base[name]['n']}) -> tuned "
               f"{t['exact_match']:.3f} (n={t['n']}, valid {t['valid_rate']:.3f}{grammar}, {t['seconds']:.0f}s)",
               file=sys.stderr)
