@@ -54,7 +54,7 @@ class LoraSettings:
     dropout: float = 0.0  #: dropout on the adapter input (0 is fastest; short runs rarely overfit)
     target_modules: str = "all-linear"  #: "all-linear" or comma-separated module names (q_proj,v_proj)
     #: adapt only the top N decoder layers (0: all): backward then stops below them, so a step costs less
-    top_layers: int = 0
+    top_layers: int = 20
 
 
 @dataclass
