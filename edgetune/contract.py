@@ -217,6 +217,12 @@ class Score:
     precision: float
     recall: float
     f1: float
+    #: references answered by an exclusive call (a refusal), and what the answers did with them: the share of
+    #: them answered with valid calls the robot would run (the worst outcome: it acts on what it must refuse), and
+    #: the share of the other references answered with a refusal (it refuses what it could do)
+    refusals: int = 0
+    acted_on_refusal: float = 0.0
+    refused_action: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -681,18 +687,29 @@ class ContractSpec:
         if len(predictions) != len(references):
             raise ValueError(f"Expected as many predictions as references, got {len(predictions)} and {len(references)}")
         n = len(predictions)
-        exact = valid = hit = n_pred = n_ref = 0
+        exact = valid = hit = n_pred = n_ref = refusals = acted = refused = 0
         for pred, ref in zip(predictions, references):
-            (verdict, got), (_, want) = self._judge(pred), self._judge(ref)
+            (verdict, got), (ref_verdict, want) = self._judge(pred), self._judge(ref)
             valid += verdict.valid
             exact += verdict.valid and got == want
             hit += sum((Counter(got) & Counter(want)).values())
             n_pred += len(got)
             n_ref += len(want)
+            if self._refuses(ref_verdict):
+                refusals += 1
+                acted += verdict.valid and not self._refuses(verdict)
+            else:
+                refused += self._refuses(verdict)
         precision = hit / n_pred if n_pred else 0.0
         recall = hit / n_ref if n_ref else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return Score(n, exact / n if n else 0.0, valid / n if n else 0.0, precision, recall, f1)
+        return Score(n, exact / n if n else 0.0, valid / n if n else 0.0, precision, recall, f1, refusals,
+                     acted / refusals if refusals else 0.0, refused / (n - refusals) if n > refusals else 0.0)
+
+    def _refuses(self, verdict: Verdict) -> bool:
+        """A valid answer made of an exclusive call (a refusal: nothing runs)."""
+        callees = (call.split("(", 1)[0] for call in verdict.calls)
+        return verdict.valid and any(callee in self.api and self.api[callee].exclusive for callee in callees)
 
     def describe(self) -> str:
         """A compact, human-readable list of the allowlist and the compact calls (for teacher prompts and docs)."""

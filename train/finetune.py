@@ -8,7 +8,7 @@
 
 The defaults (train/configs/default.yaml) are chosen to finish `make train` on a 2-core CPU in under 15 minutes,
 evaluation included: padding-free batches, logits only where the loss is, LoRA on every linear layer at a high
-learning rate, one pass over a subset of the training split. A completed adapter for the same config, data and base
+learning rate on the top 20 decoder layers (backward stops below them), one pass over the training split. A completed adapter for the same config, data and base
 model is not retrained unless --force is given.
 
 Writes runs/RUN/adapter/: adapter_config.json + adapter_model.safetensors (PEFT), the tokenizer (with the chat
@@ -34,9 +34,9 @@ from typing import Any, Sequence
 import yaml
 
 from edgetune.cli import Stage
-from edgetune.config import to_dict
+from edgetune.config import ConfigError, to_dict
 from edgetune.rundir import RunDir, atomic_write, atomic_write_json, package_versions
-from train.finetune_config import DEFAULT_CONFIG, FinetuneConfig
+from train.finetune_config import DEFAULT_CONFIG, FinetuneConfig, LoraSettings
 from train.sft_data import DatasetError
 
 logger = logging.getLogger("train.finetune")
@@ -372,12 +372,11 @@ def _build_trainer(config: FinetuneConfig, hardware: Hardware, model: Any, token
         ddp_backend="gloo" if hardware.device == "cpu" and hardware.world_size > 1 else None,
         ddp_find_unused_parameters=False if hardware.world_size > 1 else None,
     )
-    targets = config.lora.target_modules
     peft_config = LoraConfig(
         r=config.lora.r,
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
-        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
+        target_modules=_lora_targets(model, config.lora),
         task_type="CAUSAL_LM",
     )
     trainer = AnswerOnlyTrainer(
@@ -427,6 +426,30 @@ def _step_of(checkpoint: Path | None) -> int:
     return int(checkpoint.name.split("-")[-1]) if checkpoint else 0
 
 
+def _lora_targets(model: Any, lora: LoraSettings) -> str | list[str]:
+    """peft's target modules; with ``top_layers``, the linear modules of the top decoder layers by full name (peft
+    takes no layer range together with "all-linear")."""
+    import torch
+
+    names = lora.target_modules if lora.target_modules == "all-linear" else \
+        [t.strip() for t in lora.target_modules.split(",") if t.strip()]
+    if not lora.top_layers:
+        return names
+    total = model.config.num_hidden_layers
+    top = {str(i) for i in range(max(0, total - lora.top_layers), total)}
+    found = []
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if isinstance(module, torch.nn.Linear) and "layers" in parts[:-1]:
+            layer = parts[parts.index("layers") + 1]
+            if layer in top and (names == "all-linear" or parts[-1] in names):
+                found.append(name)
+    if not found:
+        raise ConfigError(None, "lora.top_layers", f"no linear modules in the top {lora.top_layers} of {total} "
+                                                    "decoder layers match lora.target_modules")
+    return found
+
+
 def _sum_over_processes(trainer: Any, value: int) -> int:
     import torch
 
@@ -463,16 +486,17 @@ def _evaluate(config: FinetuneConfig, task: Any, model: Any, tokenizer: Any, set
     if cache.is_file():
         cached = json.loads(cache.read_text(encoding="utf-8"))
         base = cached.get("result") if cached.get("key") == key_base else None
+    vocabulary = Vocabulary(vocabulary_gguf) if vocabulary_gguf and task.contract.grammar() else None
     if base is None:
         with model.disable_adapter():
             base = {name: evaluate(model, tokenizer, task, _sample(convs, config.eval.base_examples, config.seed),
-                                   budgets[name], batch, f"eval base {name}").to_dict()
+                                   budgets[name], batch, f"eval base {name}", vocabulary=vocabulary,
+                                   give_up=True).to_dict()
                     for name, convs in sets.items()}
     atomic_write_json(staging / "base_eval.json", {"key": key_base, "result": base})
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model.base_model, "is_loaded_in_4bit", False)
     tuned_model = model if quantized else model.merge_and_unload()  # merged: no adapter matmuls while decoding
     tuned = {}
-    vocabulary = Vocabulary(vocabulary_gguf) if vocabulary_gguf and task.contract.grammar() else None
     for name, convs in sets.items():
         subset = _sample(convs, config.eval.test_examples, config.seed) if name == "test" else convs
         tuned[name] = evaluate(tuned_model, tokenizer, task, subset, budgets[name], batch, f"eval tuned {name}",
@@ -481,8 +505,10 @@ def _evaluate(config: FinetuneConfig, task: Any, model: Any, tokenizer: Any, set
         vocabulary.close()
     for name in sets:
         t = tuned[name]
-        grammar = f", grammar on {t['constrained']['exact_match']:.3f} valid {t['constrained']['valid_rate']:.3f}" \
-            if t.get("constrained") else ""
+        robot = t.get("constrained") or t  # what the robot gets: grammar on where it can be measured
+        grammar = f", grammar on {robot['exact_match']:.3f} valid {robot['valid_rate']:.3f}" if robot is not t else ""
+        grammar += f"; acted on {robot['acted_on_refusal']:.0%} of {robot['refusals']} refusals" \
+            if robot["refusals"] else ""
         print(f"{name:5s} set: exact match base {base[name]['exact_match']:.3f} (n={base[name]['n']}) -> tuned "
               f"{t['exact_match']:.3f} (n={t['n']}, valid {t['valid_rate']:.3f}{grammar}, {t['seconds']:.0f}s)",
               file=sys.stderr)

@@ -71,7 +71,7 @@ def test_synth_is_deterministic_prefix_stable_and_valid_in_both_forms(robot_task
 def test_the_mix_holds_refusals_and_every_reason(commands):
     mix = synth.mix(commands)
     refused = sum(mix[r] for r in REASONS)
-    assert 0.12 <= refused <= 0.18, mix
+    assert 0.22 <= refused <= 0.30, mix  # about a quarter, as in the human set (28%)
     assert all(mix[r] >= 0.01 for r in REASONS), mix
     for cmd in commands:
         rejects = [c for c in cmd.calls if c.startswith("robot.reject(")]

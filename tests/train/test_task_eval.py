@@ -54,3 +54,18 @@ def test_constrained_score_makes_the_untuned_model_valid(task, vocabulary, base)
     assert scored.valid_rate == 0.0  # free, the base model answers in prose
     assert scored.constrained["redecoded"] == 2
     assert scored.constrained["valid_rate"] == 1.0  # the grammar closed both answers inside 160 tokens
+
+
+def test_giving_up_off_grammar_ends_answers_early_and_keeps_the_score(task, vocabulary, base):
+    """The base model leaves the grammar within a few tokens: its answers end there, scored the same."""
+    model, tokenizer = base
+    conversations = [[{"role": "system", "content": task.system}, {"role": "user", "content": command},
+                      {"role": "assistant", "content": answer}]
+                     for command, answer in (("go to the kitchen", "[\"go(place='kitchen')\"]"),
+                                             ("sit down", '["sport.Sit()"]'), ("what is 2+2", '["sport.Sit()"]'))]
+    full = evaluate(model, tokenizer, task, conversations, max_new_tokens=48, batch_size=3, desc="t")
+    cut = evaluate(model, tokenizer, task, conversations, max_new_tokens=48, batch_size=3, desc="t",
+                   vocabulary=vocabulary, give_up=True)
+    assert (cut.exact_match, cut.valid_rate) == (full.exact_match, full.valid_rate) == (0.0, 0.0)
+    assert cut.generated_tokens == 2 * len(conversations) < full.generated_tokens  # prose: one token, then its end
+    assert cut.constrained is None
