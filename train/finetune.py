@@ -6,10 +6,10 @@
     python -m train finetune --run r1 --resume                            continue from the last checkpoint
     accelerate launch --multi_gpu --num_processes 2 -m train finetune --run r1   DDP (gloo on CPU) on the same entry point
 
-The defaults (train/configs/default.yaml) are chosen to finish `make train` on a 2-core CPU in under 15 minutes,
-evaluation included: padding-free batches, logits only where the loss is, LoRA on every linear layer at a high
-learning rate on the top 20 decoder layers (backward stops below them), one pass over the training split. A completed adapter for the same config, data and base
-model is not retrained unless --force is given.
+The defaults (train/configs/default.yaml) are chosen for `make train` on a 2-core CPU in about 20 minutes,
+evaluation included: padding-free batches, logits only where the loss is, LoRA on every linear layer of the top 20
+decoder layers (backward stops below them) at a high learning rate, one pass over the training split. A completed
+adapter for the same config, data and base model is not retrained unless --force is given.
 
 Writes runs/RUN/adapter/: adapter_config.json + adapter_model.safetensors (PEFT), the tokenizer (with the chat
 template it was trained with), train_config.yaml, train_report.json, loss.png, versions.json; records stage "train"
