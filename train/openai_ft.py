@@ -28,15 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from edgetune.config import ConfigError, from_dict, load, to_dict
-from edgetune.rundir import RUNS_DIR, RunDir, atomic_write_json, sha256_file
+from edgetune.artifacts import TERMINAL, FineTuneRecord, openai_ft_path, read_openai_ft, split_path, write_openai_ft
+from edgetune.config import ConfigError, load
+from edgetune.rundir import RUNS_DIR, RunDir, sha256_file
 
 if TYPE_CHECKING:
     from openai import OpenAI
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-TERMINAL = ("succeeded", "failed", "cancelled")
-RESULT_FILE = "openai_ft.json"
 LOSS_PLOT = "openai_ft_loss.png"
 MIN_TRAIN_EXAMPLES = 10  #: OpenAI rejects a training file with fewer examples
 
@@ -288,7 +287,7 @@ def _usd(amount: float) -> str:
 
 def plan(run_dir: RunDir, config: OpenAIFineTuneConfig) -> Plan:
     """Validate runs/RUN/data/{train,val}.jsonl as OpenAI will and estimate tokens and cost; raise on any problem."""
-    train_path, val_path = run_dir.data / "train.jsonl", run_dir.data / "val.jsonl"
+    train_path, val_path = split_path(run_dir, "train"), split_path(run_dir, "val")
     if not train_path.is_file():
         raise FileNotFoundError(f"{train_path} not found: build the dataset first (make data RUN={run_dir.root.name})")
     terms = config.terms()
@@ -401,50 +400,11 @@ def connect(credentials: Credentials, config: OpenAIFineTuneConfig) -> "OpenAI":
 # The record in the run directory
 
 
-@dataclass
-class FineTuneRecord:
-    """runs/RUN/openai_ft.json and the manifest stage "openai_ft": the job, and on success the model to serve."""
-
-    job_id: str | None
-    base_url: str
-    status: str  #: uploaded, validating_files, queued, running, succeeded, failed or cancelled
-    model: str | None = None  #: the fine-tuned model id (ft:...), set only when status is "succeeded"
-    base_model: str | None = None
-    fingerprint: str | None = None
-    training_file: str | None = None
-    validation_file: str | None = None
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-    suffix: str | None = None
-    seed: int | None = None
-    trained_tokens: int | None = None
-    estimated_cost_usd: float | None = None
-    error: dict[str, Any] | None = None
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
-    metrics: list[dict[str, Any]] = field(default_factory=list)  #: per-step metrics from the job's events
-    job_created_at: int | None = None  #: unix time (the manifest's own finished_at is when this was recorded)
-    job_finished_at: int | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.job_id is not None and self.status not in TERMINAL
-
-
-def load_record(run_dir: RunDir) -> FineTuneRecord | None:
-    path = run_dir.root / RESULT_FILE
-    if not path.is_file():
-        return None
-    return from_dict(FineTuneRecord, json.loads(path.read_text(encoding="utf-8")), source=path)
-
-
 def save_record(run_dir: RunDir, record: FineTuneRecord, plan_: Plan | None = None) -> None:
     """Write openai_ft.json and the manifest stage atomically (on every status change, so restarts find the job)."""
-    facts = to_dict(record)
-    atomic_write_json(run_dir.root / RESULT_FILE, facts)
     inputs = {"train": {"path": str(plan_.train_path), "sha256": plan_.train_sha256},
               "val": {"path": str(plan_.val_path), "sha256": plan_.val_sha256}} if plan_ else None
-    previous = run_dir.stage("openai_ft") or {}
-    run_dir.record("openai_ft", **facts, inputs=inputs or previous.get("inputs"),
-                   outputs={"result": str(run_dir.root / RESULT_FILE)})
+    write_openai_ft(run_dir, record, inputs)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -460,14 +420,14 @@ def fine_tune(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Creden
     Raises DataValidationError, OpenAIFineTuneError (JobFailed when the job fails), WatchTimeout.
     """
     plan_ = plan(run_dir, config)
-    previous = load_record(run_dir)
+    previous = read_openai_ft(run_dir)
     if previous and previous.job_id and previous.fingerprint == plan_.fingerprint:
         if previous.status == "succeeded":
             print(f"already fine-tuned for this data and settings: {previous.model} (job {previous.job_id})")
             return previous
         if previous.active:
             _check_endpoint(previous, credentials)
-            print(f"reattaching to job {previous.job_id} ({previous.status}) recorded in {run_dir.root / RESULT_FILE}")
+            print(f"reattaching to job {previous.job_id} ({previous.status}) recorded in {openai_ft_path(run_dir)}")
             return watch(run_dir, config, connect(credentials, config), previous)
     elif previous and previous.active:
         raise OpenAIFineTuneError(
@@ -494,7 +454,7 @@ def fine_tune(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Creden
     )
     record.job_id, record.status, record.job_created_at = job.id, job.status, job.created_at
     save_record(run_dir, record, plan_)
-    print(f"created job {job.id}; recorded in {run_dir.root / RESULT_FILE} (rerun or --watch to reattach)")
+    print(f"created job {job.id}; recorded in {openai_ft_path(run_dir)} (rerun or --watch to reattach)")
     return watch(run_dir, config, client, record)
 
 
@@ -621,7 +581,7 @@ def watch(run_dir: RunDir, config: OpenAIFineTuneConfig, client: "OpenAI", recor
         raise JobFailed(f"job {job.id} {job.status}{why}{param}", record)
     _plot_losses(run_dir.root / LOSS_PLOT, record.metrics)
     print(f"fine-tuned model: {record.model} ({record.trained_tokens} trained tokens); "
-          f"recorded in {run_dir.root / RESULT_FILE}")
+          f"recorded in {openai_ft_path(run_dir)}")
     return record
 
 
@@ -680,12 +640,12 @@ def cancel(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Credentia
 
 def _recorded(run_dir: RunDir, credentials: Credentials, job_id: str | None) -> FineTuneRecord | None:
     """The recorded job when ``job_id`` is None or names it; None when ``job_id`` is another job (to adopt)."""
-    recorded = load_record(run_dir)
+    recorded = read_openai_ft(run_dir)
     if recorded and recorded.job_id and job_id in (None, recorded.job_id):
         _check_endpoint(recorded, credentials)
         return recorded
     if job_id is None:
-        raise OpenAIFineTuneError(f"no job recorded in {run_dir.root / RESULT_FILE}: pass the job id")
+        raise OpenAIFineTuneError(f"no job recorded in {openai_ft_path(run_dir)}: pass the job id")
     return None
 
 
@@ -776,6 +736,6 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = [
     "Credentials", "DataValidationError", "FineTuneRecord", "JobFailed", "OpenAIFineTuneConfig",
-    "OpenAIFineTuneError", "Plan", "WatchTimeout", "attach", "cancel", "fine_tune", "load_record", "main", "plan",
+    "OpenAIFineTuneError", "Plan", "WatchTimeout", "attach", "cancel", "fine_tune", "main", "plan",
     "validate_chat_file",
 ]

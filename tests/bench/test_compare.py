@@ -80,7 +80,7 @@ def test_compare_markdown_and_report_link(compared):
     assert "BootstrapFewShot: 2 demos" in md and "On quality **" in md and "![quality vs latency](compare.png)" in md
     report = (root / "bundle" / "REPORT.md").read_text()
     assert report.startswith("# Export report") and report.count("../compare/COMPARE.md") == 2  # text and target
-    from export.bundle import link_compare
+    from export.report import link_compare
 
     assert link_compare(RunDir(root)) is False  # already linked: never twice
 
