@@ -114,9 +114,9 @@ class InProcessTarget(contextlib.AbstractContextManager):
 
         # the server's engine and settings, one sequence, the bench's threads and n_ctx
         config = replace(ServeConfig(), contexts=1, queue=0, n_ctx=self.n_ctx, threads=self.n_threads)
-        chats = [self.workload.deployed.chat("a"), self.workload.deployed.chat("b")]  # the server's shared prefix
-        self.backend = LocalBackend.from_config(self.workload.deployed.model_path, config, self.workload.deployed.contract,
-                                                prefix_chats=chats)
+        deployed = self.workload.deployed
+        chats = [deployed.chat("a"), deployed.chat("b")]  # the server's shared prefix
+        self.backend = LocalBackend.from_config(deployed.model_path, config, deployed.contract, prefix_chats=chats)
         try:
             self.backend.load()
         except LlamaCrash as exc:
@@ -197,8 +197,8 @@ def llama_cpp_server(workload: Workload, *, n_ctx: int, n_threads: int, log_dir:
                      startup_timeout_s: float, request_timeout_s: float) -> Iterator[OpenAITarget]:
     """``python -m llama_cpp.server`` on a free loopback port with the same GGUF, context and threads."""
     port = free_port()
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(workload.deployed.model_path), "--host", "127.0.0.1",
-            "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(n_threads), "--model_alias", "bench",
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(workload.deployed.model_path),
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(n_threads), "--model_alias", "bench",
             # By default a new request interrupts the one streaming; queue them instead, like any real server.
             "--interrupt_requests", "False"]
     base = f"http://127.0.0.1:{port}/v1"

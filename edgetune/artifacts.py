@@ -1,11 +1,13 @@
 """The hand-offs between stages, each a typed dataclass with one writer and one reader (issue 17).
 
-| artifact | writer | readers |
-| --- | --- | --- |
-| ``runs/RUN/data/{train,val,test}.jsonl`` (``Conversation`` per line) | ``write_split`` (train data) | ``read_split`` |
-| run manifest stages ``data``, ``train``, ``export``, ``openai_ft`` | ``record_stage`` | ``read_stage`` |
-| ``runs/RUN/bundle/manifest.json`` (``BundleManifest``) | ``write_bundle_manifest`` (export) | ``read_bundle_manifest`` |
-| ``runs/RUN/openai_ft.json`` (``FineTuneRecord``) | ``write_openai_ft`` (openai-ft) | ``read_openai_ft`` |
+=========================================== ===================================== =======================
+artifact                                    writer                                reader
+=========================================== ===================================== =======================
+runs/RUN/data/{train,val,test}.jsonl        write_split (train data)              read_split
+run manifest stages data/train/export       record_stage (each stage)             read_stage
+runs/RUN/bundle/manifest.json               write_bundle_manifest (export)        read_bundle_manifest
+runs/RUN/openai_ft.json + stage openai_ft   write_openai_ft (openai-ft)           read_openai_ft
+=========================================== ===================================== =======================
 
 Every file name lives here, so a stage never spells another stage's path. A reader checks each field's presence
 and type and raises ``ConfigError`` naming the file and the field; the JSON keys and their order are those the
@@ -339,7 +341,7 @@ class BundleSelection:
 
 @dataclass(frozen=True)
 class BundleManifest:
-    """runs/RUN/bundle/manifest.json: what the bundle deploys and how to prompt it, so serve and bench re-type nothing."""
+    """runs/RUN/bundle/manifest.json: what the bundle deploys and how to prompt it; serve and bench re-type nothing."""
 
     run: str
     chosen: ChosenQuant

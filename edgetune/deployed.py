@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgetune.artifacts import DataStage, read_bundle_manifest, read_stage, bundle_manifest_path
+from edgetune.artifacts import DataStage, bundle_manifest_path, read_bundle_manifest, read_stage
 from edgetune.config import ConfigError
 from edgetune.contract import ContractSpec
 from edgetune.rundir import RunDir

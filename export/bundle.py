@@ -213,8 +213,9 @@ def run(config: ExportConfig) -> Path:
         texts, chats = _tokenizer_probes(task, tokenizer, sample[:TOKENIZER_CHECK_CHATS])
         tokenizer_summary = verify.check_tokenizer(files["F16"], tokenizer, texts, chats)
         model = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
-        greedy = verify.greedy_agreement(model, tokenizer, files["F16"], [c.prompt for c in sample[:config.greedy_prompts]],
-                                         max_tokens, config.n_ctx, threads)
+        greedy_chats = [c.prompt for c in sample[:config.greedy_prompts]]
+        greedy = verify.greedy_agreement(model, tokenizer, files["F16"], greedy_chats, max_tokens, config.n_ctx,
+                                         threads)
         del model
         if greedy["agreement"] < config.min_greedy_agreement:
             worst = next(r for r in greedy["results"] if not r["identical"])

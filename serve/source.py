@@ -21,8 +21,9 @@ from serve.config import ServeConfig
 def _remote(config: ServeConfig, run: RunDir) -> tuple[str, str]:
     """(model, base_url) of the remote backend: flags, then the run's OpenAI fine-tune, then the environment."""
     recorded = read_openai_ft(run)
-    model = config.remote_model or (recorded and recorded.model or "") or os.environ.get("EDGETUNE_REMOTE_MODEL", "")
-    base_url = (config.remote_base_url or (recorded and recorded.base_url or "")
+    model = (config.remote_model or (recorded.model if recorded else None)
+             or os.environ.get("EDGETUNE_REMOTE_MODEL", ""))
+    base_url = (config.remote_base_url or (recorded.base_url if recorded else None)
                 or os.environ.get("OPENAI_BASE_URL", ""))
     return model, base_url
 
