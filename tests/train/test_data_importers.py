@@ -97,7 +97,10 @@ def test_import_through_the_stage_writes_chat_splits(tmp_path, robot_task, capsy
                  "train=20", "val=2", "test=2"]) == 0
     data = tmp_path / "imp" / "data"
     for name in SPLITS:
-        for rec in read_split(data / f"{name}.jsonl"):
+        path = data / f"{name}.jsonl"
+        if not path.stat().st_size:  # what the gate rejected can leave a split short, even empty (the stage warns)
+            continue
+        for rec in read_split(path):
             assert rec.messages[0]["content"] == robot_task.system
     report = json.loads((data / "data_report.json").read_text())
     assert report["rejects"] == {"contract:unknown_callee": 1} and report["import"]["format"] == "alpaca"
