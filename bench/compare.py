@@ -33,8 +33,9 @@ from typing import Any, Iterator, Sequence
 
 from bench.prices import Prices, load_prices
 from bench.targets import TargetUnavailable, default_threads, edge_server_process, fine_tuned_model, free_port
+from edgetune.artifacts import (ExportStage, FineTuneRecord, TrainStage, bundle_manifest_path, read_bundle_manifest,
+                                read_split, read_stage, split_path)
 from edgetune.cli import Stage
-from edgetune.config import ConfigError
 from edgetune.rundir import RunDir, atomic_write_json, package_versions
 from edgetune.task import TaskSpec
 from train.prompt_opt import PromptOptConfig
@@ -91,15 +92,7 @@ class Skipped(RuntimeError):
 
 # ------------------------------------------------------------------------------------------------ the methods
 def _test_sample(run_dir: RunDir, config: CompareConfig) -> tuple[list[str], list[str]]:
-    from train.dataset import read_split
-
-    path = run_dir.data / "test.jsonl"
-    if not path.is_file():
-        raise ConfigError(path, "", "missing; run `make data` first")
-    pairs = []
-    for record in read_split(path):
-        roles = {m["role"]: m["content"] for m in record["messages"]}
-        pairs.append((roles["user"], roles["assistant"]))
+    pairs = [(c.user, c.answer) for c in read_split(split_path(run_dir, "test"))]
     pairs = random.Random(config.seed).sample(pairs, min(config.prompts, len(pairs)))
     return [p for p, _ in pairs], [r for _, r in pairs]
 
@@ -114,7 +107,7 @@ def _edge_server(run_dir: RunDir, config: CompareConfig, task: TaskSpec, model: 
             "--backend", "local", "--few-shot", few_shot, "--log-level", "warning"]
     if model is not None:
         argv += ["--model", str(model)]
-    if not (run_dir.bundle / "manifest.json").is_file():
+    if not bundle_manifest_path(run_dir.bundle).is_file():
         argv += ["--task", task.name]
     client = Client(f"127.0.0.1:{port}", timeout=config.request_timeout_s)
     name = f"edge_server_{few_shot}_{'bundle' if model is None else model.stem}"
@@ -137,7 +130,7 @@ def _ask_edge(client: Any, prompts: list[str], constraint: str, warmup: int) -> 
 
 
 def _remote(run_dir: RunDir, prompts: list[str], system_prompt: str, max_tokens: int,
-            timeout_s: float) -> tuple[list[Sample], dict[str, Any]]:
+            timeout_s: float) -> tuple[list[Sample], FineTuneRecord]:
     """The OpenAI fine-tuned model (runs/RUN/openai_ft.json), non-streaming so the usage is exact."""
     try:
         record, api = fine_tuned_model(run_dir.root)
@@ -150,7 +143,7 @@ def _remote(run_dir: RunDir, prompts: list[str], system_prompt: str, max_tokens:
     for prompt in prompts:
         started = time.monotonic()
         reply = client.chat.completions.create(
-            model=record["model"], temperature=0.0, max_tokens=max_tokens,
+            model=record.model, temperature=0.0, max_tokens=max_tokens,
             messages=[{"role": "system", "content": system_prompt}, {"role": "user", "content": prompt}])
         seconds = time.monotonic() - started
         usage = reply.usage
@@ -197,19 +190,19 @@ def _local_costs(row: dict[str, Any], prices: Prices, one_time_s: float, data_us
 
 
 def _lora_one_time_s(run_dir: RunDir) -> float:
-    train = (run_dir.stage("train") or {}).get("timings") or {}
-    export = (run_dir.stage("export") or {}).get("timings") or {}
-    return float(train.get("wall_seconds") or 0.0) + float(export.get("total") or 0.0)
+    train, export = read_stage(run_dir, TrainStage), read_stage(run_dir, ExportStage)
+    seconds = train.timings.get("wall_seconds", 0.0) if train else 0.0
+    return seconds + (export.timings.get("total", 0.0) if export else 0.0)
 
 
-def _remote_costs(row: dict[str, Any], prices: Prices, record: dict[str, Any], data_usd: float) -> None:
-    base = prices.base_of(record.get("base_model") or record["model"])
+def _remote_costs(row: dict[str, Any], prices: Prices, record: FineTuneRecord, data_usd: float) -> None:
+    base = prices.base_of(record.base_model or record.model or "")
     training = prices.openai.training_per_mtok.get(base)
-    tokens = record.get("trained_tokens")
+    tokens = record.trained_tokens
     if tokens and training is not None:
         one_time, basis = tokens / 1e6 * training, f"{tokens} trained tokens x ${training}/1M"
     else:
-        one_time, basis = float(record.get("estimated_cost_usd") or 0.0), "openai_ft.json's estimate"
+        one_time, basis = float(record.estimated_cost_usd or 0.0), "openai_ft.json's estimate"
     inference = prices.openai.inference_per_mtok.get(base)
     per_1k = None if inference is None else (row["prompt_tokens_mean"] * inference[0]
                                              + row["completion_tokens_mean"] * inference[1]) / 1e6 * 1000
@@ -230,15 +223,15 @@ def run(run: str, config: CompareConfig, prices_path: str | Path = "", runs_dir:
     task, system_prompt, max_tokens = prompt_opt.task_of(run_dir)
     prompts, references = _test_sample(run_dir, config)
     base_model = Path(config.prompt_opt.model) if config.prompt_opt.model else embedded_gguf()
-    bundle = run_dir.bundle / "manifest.json"
-    chosen = json.loads(bundle.read_text(encoding="utf-8"))["chosen"] if bundle.is_file() else None
+    bundle = bundle_manifest_path(run_dir.bundle)
+    chosen = read_bundle_manifest(run_dir.bundle).chosen if bundle.is_file() else None
     data_usd = _data_cost(run_dir)
     rows: dict[str, dict[str, Any]] = {}
 
     def measure(name: str, model: Path | None, few_shot: str, constraints: dict[str, str]) -> None:
         """One server for the methods in ``constraints`` (method -> the request's constraint)."""
         client, server = _edge_server(run_dir, config, task, model, few_shot)
-        gguf = model or run_dir.bundle / chosen["file"]
+        gguf = model or run_dir.bundle / chosen.file
         with client, server:
             examples = client.model_info().few_shot_examples  # the demos the server puts before each command
             for method, constraint in constraints.items():
@@ -269,7 +262,7 @@ def run(run: str, config: CompareConfig, prices_path: str | Path = "", runs_dir:
     elif lora:
         measure("lora", None, "off", lora)
         for method in lora:
-            rows[method]["quant"] = chosen.get("quant")
+            rows[method]["quant"] = chosen.quant
             _local_costs(rows[method], prices, _lora_one_time_s(run_dir), data_usd)
     if "openai_ft" in wanted:
         try:
@@ -278,12 +271,12 @@ def run(run: str, config: CompareConfig, prices_path: str | Path = "", runs_dir:
             rows["openai_ft"] = {"status": "skipped", "note": str(exc)}
         else:
             rows["openai_ft"] = _row(task, samples, references)
-            rows["openai_ft"]["model"] = {"id": record["model"], "bytes": None}
+            rows["openai_ft"]["model"] = {"id": record.model, "bytes": None}
             _remote_costs(rows["openai_ft"], prices, record, data_usd)
 
     result = {
         "schema": SCHEMA, "run": run, "task": task.name, "config": asdict(config),
-        "prompts": {"n": len(prompts), "source": str(run_dir.data / "test.jsonl"), "seed": config.seed,
+        "prompts": {"n": len(prompts), "source": str(split_path(run_dir, "test")), "seed": config.seed,
                     "commands": prompts, "references": references},
         "prices": asdict(prices), "methods": {m: {"label": METHODS[m], **rows[m]} for m in METHODS if m in rows},
         "environment": {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(), "versions": package_versions()},

@@ -135,7 +135,7 @@ def write_plot(result: dict[str, Any], path: Path) -> Path:
 
 
 def link_from_bundle_report(run_dir: RunDir) -> bool:
-    """Export owns REPORT.md; it adds the link (export.bundle imports no torch)."""
-    from export.bundle import link_compare
+    """Export owns REPORT.md; it adds the link (export.report imports no torch)."""
+    from export.report import link_compare
 
     return link_compare(run_dir)

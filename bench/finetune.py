@@ -95,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+    from edgetune.artifacts import read_split, split_path
     from edgetune.base_model import ensure_hf_checkpoint, resolve_base_model
     from edgetune.rundir import RunDir
     from train.finetune import cpu_has_native_bf16
-    from train.sft_data import encode_all, ensure_chat_template, read_chat_jsonl
+    from train.sft_data import encode_all, ensure_chat_template
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     config = load_config()
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tokenizer = AutoTokenizer.from_pretrained(directory)
     ensure_chat_template(tokenizer)
-    conversations = read_chat_jsonl(RunDir.named(args.run).data / "train.jsonl")
+    conversations = [c.turns for c in read_split(split_path(RunDir.named(args.run), "train"))]
     needed = args.batch * (args.steps + 1)
     encoded, _ = encode_all(tokenizer, conversations[:needed], config.max_length, "train")
     batches = [encoded[i:i + args.batch] for i in range(0, len(encoded), args.batch)][: args.steps + 1]

@@ -44,13 +44,13 @@ def _quality(target: Target, workload, config: BenchConfig, indices: Sequence[in
     prompts as every other target, against the test split's references; as many at once as it decodes."""
     if not indices:
         return None
-    limit = workload.answer_max_tokens or workload.sampling.max_tokens
+    limit = workload.answer_max_tokens or workload.deployed.sampling.max_tokens
     level = run_level(target, [(i, workload.prompts[i]) for i in indices], getattr(target, "slots", 1),
                       deadline_s=config.request_timeout_s, max_tokens=limit)
     answered = [s for s in level if s.ok]
     if not answered:
         return None
-    score = workload.task.contract.score([s.text for s in answered],
+    score = workload.deployed.contract.score([s.text for s in answered],
                                          [workload.references[s.prompt_index] for s in answered]).to_dict()
     cut = sum(s.tokens >= limit for s in answered)
     return {**score, "failed": len(level) - len(answered), "hit_max_tokens": cut,
@@ -183,7 +183,7 @@ def run(config: BenchConfig) -> Path:
                 tqdm.write(f"bench: {name} skipped: {exc}")
             timings[name] = time.perf_counter() - t0
 
-    summary = summarize(targets, levels, workload.model_bytes, bandwidth["gb_per_s"])
+    summary = summarize(targets, levels, workload.deployed.model_bytes, bandwidth["gb_per_s"])
     environment["load_average_after"] = list(os.getloadavg())
     result = {
         "schema": SCHEMA,
@@ -201,7 +201,7 @@ def run(config: BenchConfig) -> Path:
     out = run_dir.bench
     bench_json = atomic_write_json(out / "bench.json", result)
     outputs = report.write_all(result, out)
-    run_dir.record("bench", config=to_dict(config), inputs={"model": str(workload.model_path)},
+    run_dir.record("bench", config=to_dict(config), inputs={"model": str(workload.deployed.model_path)},
                    outputs=[str(bench_json), *map(str, outputs)], timings={**timings, "total_s": result["duration_s"]},
                    summary={k: v for k, v in summary.items() if k != "notes"})
     return bench_json

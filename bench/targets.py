@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import queue
 import socket
@@ -27,9 +26,11 @@ from typing import Any, Callable, Iterator
 from bench.loadgen import Delta
 from bench.workload import Workload
 from edgetune import endpoint
+from edgetune.artifacts import FineTuneRecord, openai_ft_path, read_openai_ft
 from edgetune.config import ConfigError
 from edgetune.endpoint import Endpoint
 from edgetune.llama import exit_reason
+from edgetune.rundir import RunDir
 
 
 class TargetUnavailable(RuntimeError):
@@ -113,9 +114,9 @@ class InProcessTarget(contextlib.AbstractContextManager):
 
         # the server's engine and settings, one sequence, the bench's threads and n_ctx
         config = replace(ServeConfig(), contexts=1, queue=0, n_ctx=self.n_ctx, threads=self.n_threads)
-        chats = [self.workload.messages("a"), self.workload.messages("b")]  # the server's shared prefix
-        self.backend = LocalBackend.from_config(self.workload.model_path, config, self.workload.task.contract,
-                                                prefix_chats=chats)
+        deployed = self.workload.deployed
+        chats = [deployed.chat("a"), deployed.chat("b")]  # the server's shared prefix
+        self.backend = LocalBackend.from_config(deployed.model_path, config, deployed.contract, prefix_chats=chats)
         try:
             self.backend.load()
         except LlamaCrash as exc:
@@ -136,10 +137,10 @@ class InProcessTarget(contextlib.AbstractContextManager):
     def stream(self, prompt: str, max_tokens: int | None = None) -> Iterator[Delta]:
         from serve.backends import Job
 
-        s, messages = self.workload.sampling, self.workload.messages(prompt)
+        s, messages = self.workload.deployed.sampling, self.workload.deployed.chat(prompt)
         job = Job(request_id="bench", messages=messages, remote_messages=messages, max_tokens=max_tokens or s.max_tokens, temperature=s.temperature,
                   top_p=s.top_p, top_k=s.top_k, repeat_penalty=s.repeat_penalty, stop=list(s.stop),
-                  grammar=self.workload.grammar, prompt_tokens=self.backend.tokenize_chat(messages))
+                  grammar=self.workload.deployed.grammar, prompt_tokens=self.backend.tokenize_chat(messages))
         pieces: queue.Queue[str | None] = queue.Queue()
         done = asyncio.run_coroutine_threadsafe(self.backend.generate(job, pieces.put), self.loop)
         done.add_done_callback(lambda _: pieces.put(None))
@@ -162,19 +163,19 @@ class OpenAITarget(contextlib.AbstractContextManager):
         self.name, self.workload, self.model, self.endpoint = name, workload, model, base_url
         self.note = ""
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
-        s = workload.sampling
+        s = workload.deployed.sampling
         # llama.cpp's server takes the sampling knobs OpenAI's API lacks (and the grammar) in the request body.
         self.extra_body = ({"top_k": s.top_k, "repeat_penalty": s.repeat_penalty,
-                            **({"grammar": workload.grammar} if workload.grammar else {})}
+                            **({"grammar": workload.deployed.grammar} if workload.deployed.grammar else {})}
                            if llama_extras else None)
 
     def __exit__(self, *exc_info: object) -> None:
         self.client.close()
 
     def stream(self, prompt: str, max_tokens: int | None = None) -> Iterator[Delta]:
-        s = self.workload.sampling
+        s = self.workload.deployed.sampling
         chunks = self.client.chat.completions.create(
-            model=self.model, messages=self.workload.messages(prompt), stream=True, temperature=s.temperature,
+            model=self.model, messages=self.workload.deployed.chat(prompt), stream=True, temperature=s.temperature,
             top_p=s.top_p, max_tokens=max_tokens or s.max_tokens, stop=s.stop or None, extra_body=self.extra_body,
         )
         with contextlib.closing(chunks):
@@ -196,8 +197,8 @@ def llama_cpp_server(workload: Workload, *, n_ctx: int, n_threads: int, log_dir:
                      startup_timeout_s: float, request_timeout_s: float) -> Iterator[OpenAITarget]:
     """``python -m llama_cpp.server`` on a free loopback port with the same GGUF, context and threads."""
     port = free_port()
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(workload.model_path), "--host", "127.0.0.1",
-            "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(n_threads), "--model_alias", "bench",
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(workload.deployed.model_path),
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(n_threads), "--model_alias", "bench",
             # By default a new request interrupts the one streaming; queue them instead, like any real server.
             "--interrupt_requests", "False"]
     base = f"http://127.0.0.1:{port}/v1"
@@ -205,7 +206,7 @@ def llama_cpp_server(workload: Workload, *, n_ctx: int, n_threads: int, log_dir:
                        lambda: _http_ok(f"{base}/models"), startup_timeout_s):
         with OpenAITarget("llama_cpp_server", workload, base, "bench", "none", request_timeout_s,
                           llama_extras=True) as target:
-            if workload.grammar:
+            if workload.deployed.grammar:
                 target.note = ("decodes with llama.cpp's own grammar sampler (whole vocabulary each step); "
                                "`--set grammar=false` compares the engines unconstrained")
             yield target
@@ -224,7 +225,7 @@ def llama_server(workload: Workload, *, n_ctx: int, n_threads: int, parallel: in
         raise TargetUnavailable(f"not built: run `make llama-server` once (builds llama.cpp's server from the "
                                 f"llama-cpp-python {peer.llama_cpp_version()} sdist into {peer.build_dir()})")
     port = free_port()
-    argv = [str(binary), "--model", str(workload.model_path), "--host", "127.0.0.1", "--port", str(port),
+    argv = [str(binary), "--model", str(workload.deployed.model_path), "--host", "127.0.0.1", "--port", str(port),
             "--ctx-size", str(n_ctx * parallel), "--parallel", str(parallel), "--cont-batching",
             "--threads", str(n_threads), "--threads-batch", str(n_threads), "--alias", "bench", "--no-webui"]
     base = f"http://127.0.0.1:{port}"
@@ -237,25 +238,26 @@ def llama_server(workload: Workload, *, n_ctx: int, n_threads: int, parallel: in
             yield target
 
 
-def fine_tuned_model(run_root: Path) -> tuple[dict[str, Any], Endpoint]:
-    """runs/RUN/openai_ft.json's record and its endpoint (edgetune.endpoint); TargetUnavailable saying what is
-    missing."""
-    path = run_root / "openai_ft.json"
-    if not path.is_file():
-        raise TargetUnavailable(f"not configured: no {path} (run `make openai-ft` to fine-tune one)")
-    record = json.loads(path.read_text(encoding="utf-8"))
-    if not record.get("model"):
-        raise TargetUnavailable(f"not ready: {path} has no fine-tuned 'model' (job status {record.get('status')!r})")
+def fine_tuned_model(run_root: Path) -> tuple[FineTuneRecord, Endpoint]:
+    """The run's OpenAI fine-tune (edgetune.artifacts.read_openai_ft) and its endpoint (edgetune.endpoint);
+    TargetUnavailable saying what is missing."""
+    run_dir = RunDir(run_root)
+    record = read_openai_ft(run_dir)
+    if record is None:
+        raise TargetUnavailable(f"not configured: no {openai_ft_path(run_dir)} (run `make openai-ft` to fine-tune one)")
+    if not record.model:
+        raise TargetUnavailable(f"not ready: {openai_ft_path(run_dir)} has no fine-tuned 'model' (job status "
+                                f"{record.status!r})")
     try:
-        return record, endpoint.resolve(record.get("base_url") or "")
+        return record, endpoint.resolve(record.base_url or "")
     except ConfigError as exc:
         raise TargetUnavailable(f"not configured: {exc.problem}") from None
 
 
 def remote_target(run_root: Path, workload: Workload, request_timeout_s: float) -> OpenAITarget:
-    """The OpenAI fine-tuned fallback from runs/RUN/openai_ft.json; unavailable without it or an API key."""
-    info, api = fine_tuned_model(run_root)
-    return OpenAITarget("remote", workload, api.base_url, info["model"], api.api_key, request_timeout_s,
+    """The OpenAI fine-tuned fallback (the run's OpenAI fine-tune); unavailable without it or an API key."""
+    record, api = fine_tuned_model(run_root)
+    return OpenAITarget("remote", workload, api.base_url, record.model, api.api_key, request_timeout_s,
                         llama_extras=False)
 
 
@@ -272,10 +274,10 @@ class GrpcTarget:
         self.slots = int(self.info.get("contexts", 1))  #: llama.cpp contexts: requests the server decodes at once
 
     def stream(self, prompt: str, max_tokens: int | None = None) -> Iterator[Delta]:
-        s = self.workload.sampling
+        s = self.workload.deployed.sampling
         stream = self.client.stream(
-            messages=self.workload.messages(prompt), backend="local",
-            constraint="contract" if self.workload.grammar else "none", max_tokens=max_tokens or s.max_tokens,
+            messages=self.workload.deployed.chat(prompt), backend="local",
+            constraint="contract" if self.workload.deployed.grammar else "none", max_tokens=max_tokens or s.max_tokens,
             temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, repeat_penalty=s.repeat_penalty, stop=s.stop,
             timeout=self.timeout_s,
         )
@@ -311,10 +313,10 @@ def edgetune_target(config: Any, workload: Workload, run_dir: Any, n_threads: in
 
     port = free_port()
     argv = [sys.executable, "-m", "serve", "--run", config.run, "--host", "127.0.0.1", "--port", str(port),
-            "--model", str(workload.model_path), "--contexts", str(max(config.levels())),
+            "--model", str(workload.deployed.model_path), "--contexts", str(max(config.levels())),
             "--threads", str(n_threads), "--n-ctx", str(config.n_ctx), "--backend", "local", "--log-level", "warning"]
-    if workload.model_source == "embedded":
-        argv += ["--task", workload.task.name]
+    if workload.deployed.source == "embedded":
+        argv += ["--task", workload.deployed.task.name]
     endpoint = f"127.0.0.1:{port}"
     with Client(endpoint, timeout=config.request_timeout_s) as client:
         with edge_server_process(client, argv, run_dir, run_dir.bench / "logs" / "edgetune_server.log",

@@ -12,11 +12,11 @@ Exit 1 when the export ran and failed (ExportError: e.g. no quant qualifies), 2 
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from typing import Sequence
 
+from edgetune.artifacts import read_bundle_manifest
 from edgetune.cli import Stage
 from edgetune.rundir import RunDir
 from export import ExportError
@@ -32,8 +32,8 @@ def _run(config: ExportConfig, run_dir: RunDir, args) -> None:
         bundle = run(config)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    print(f"export: {bundle} -- chosen {manifest['chosen']['quant']} ({manifest['chosen']['file']}); see REPORT.md")
+    chosen = read_bundle_manifest(bundle).chosen
+    print(f"export: {bundle} -- chosen {chosen.quant} ({chosen.file}); see REPORT.md")
 
 
 STAGE = Stage(prog="python -m export", config=ExportConfig, run=_run, doc=__doc__, reads_run=True,

@@ -4,15 +4,15 @@
     python -m export --run default quants='[F16,Q8_0]' eval_samples=100 --max-model-mb 120
     python -m export --run default --config export.yaml
 
-Reads runs/RUN/adapter/, runs/RUN/data/test.jsonl and the run manifest (base model and task of the train stage);
-writes runs/RUN/bundle/ (GGUFs, manifest.json, REPORT.md, quality_vs_size.png, Modelfile). Everything is built in a
+Reads runs/RUN/adapter/, the test split and the run manifest (base model and task of the train stage); writes
+runs/RUN/bundle/: the GGUFs, the bundle manifest (edgetune.artifacts.BundleManifest), verification.json and
+export.report's REPORT.md, quality_vs_size.png and Modelfile. Everything is built in a
 staging folder inside the run and moved into place at the end: a failed or interrupted export leaves the previous
 bundle untouched and no half-written file.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -25,75 +25,52 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
+from edgetune.artifacts import (BundleEval, BundleManifest, BundleSelection, ChosenQuant, Conversation, DataStage,
+                                ExportStage, QuantScore, TrainStage, read_split, read_stage,
+                                record_stage, split_path, write_bundle_manifest)
 from edgetune.base_model import BaseModelRef
 from edgetune.config import to_dict
 from edgetune.rundir import RunDir, atomic_write, atomic_write_json, package_versions, sha256_file
-from edgetune.task import TaskSpec, load_holdout, load_task
+from edgetune.task import GenerationSpec, TaskSpec, load_holdout, load_task
 from export import ExportError
 from export.config import ExportConfig
+from export.report import modelfile, plot_quality_vs_size, report
 
-Example = tuple[list[dict[str, str]], str]  # (chat up to the user turn, reference answer)
 TOKENIZER_CHECK_CHATS = 20  #: test chats rendered and tokenized by both sides in the tokenizer check
 
 
 # ------------------------------------------------------------------------------------------------------ inputs
 def _base_model_of(run: RunDir) -> BaseModelRef:
-    train = run.stage("train")
-    if not train or not isinstance(train.get("base_model"), dict):
-        raise ExportError(f"{run.manifest_path}: no 'train' stage with a 'base_model'; run `make train RUN={run.root.name}` first")
-    ref = train["base_model"]
-    try:
-        return BaseModelRef(str(ref["source"]), str(ref["kind"]), Path(ref["path"]), ref.get("sha256"))
-    except KeyError as exc:
-        raise ExportError(f"{run.manifest_path}: stages.train.base_model lacks {exc}; retrain with this edgetune") from None
+    train = read_stage(run, TrainStage)
+    if train is None:
+        raise ExportError(f"{run.manifest_path}: no 'train' stage; run `make train RUN={run.root.name}` first")
+    ref = train.base_model
+    return BaseModelRef(ref.source, ref.kind, Path(ref.path), ref.sha256)
 
 
 def _task_of(run: RunDir) -> TaskSpec:
-    for stage in ("train", "data"):
-        name = (run.stage(stage) or {}).get("task")
-        if name:
-            return load_task(name)
+    for stage in (read_stage(run, TrainStage), read_stage(run, DataStage)):
+        if stage is not None:
+            return load_task(stage.task)
     raise ExportError(f"{run.manifest_path}: neither the 'train' nor the 'data' stage records a 'task'")
 
 
-def load_examples(path: Path) -> list[Example]:
-    """The test split as (chat without the answer, reference answer); errors name the file and line."""
-    if not path.is_file():
-        raise ExportError(f"{path}: the test split is missing; run `make data RUN={path.parent.parent.name}`")
-    examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            messages = json.loads(line)["messages"]
-            roles = [m["role"] for m in messages]
-            contents = [m["content"] for m in messages]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ExportError(f"{path}:{number}: expected {{\"messages\": [{{\"role\", \"content\"}}, ...]}} ({exc})") from None
-        if len(roles) < 2 or roles[-1] != "assistant" or roles[-2] != "user" or not all(isinstance(c, str) for c in contents):
-            raise ExportError(f"{path}:{number}: the messages must end with a user turn and the assistant's answer")
-        examples.append(([dict(m) for m in messages[:-1]], messages[-1]["content"]))
-    if not examples:
-        raise ExportError(f"{path}: the test split is empty")
-    return examples
-
-
 def _data_hashes(run: RunDir) -> dict[str, str]:
-    recorded = (run.stage("data") or {}).get("sha256")
-    if isinstance(recorded, dict) and recorded:
-        return recorded
+    data = read_stage(run, DataStage)
+    if data is not None and data.sha256:
+        return data.sha256
     return {p.stem: sha256_file(p) for p in sorted(run.data.glob("*.jsonl"))}
 
 
-def _tokenizer_probes(task: TaskSpec, tokenizer: Any, sample: Sequence[Example]) -> tuple[list[str], list[Any]]:
+def _tokenizer_probes(task: TaskSpec, tokenizer: Any, sample: Sequence[Conversation]) -> tuple[list[str], list[Any]]:
     """Strings and chats both tokenizers must agree on: the task's own text and rendered test conversations."""
     from export.verify import chat_text
 
     texts = [task.system, *(e[k] for e in task.examples for k in ("user", "assistant"))]
-    for messages, reference in sample:
-        texts += [m["content"] for m in messages] + [reference]
-        texts.append(chat_text(tokenizer, [*messages, {"role": "assistant", "content": reference}], False))
-    return texts, [messages for messages, _ in sample]
+    for conversation in sample:
+        texts += [m["content"] for m in conversation.messages]
+        texts.append(chat_text(tokenizer, conversation.turns, False))
+    return texts, [conversation.prompt for conversation in sample]
 
 
 def _quant_entry(quant: str, path: Path, result: Any, tensor_types: dict[str, int]) -> dict[str, Any]:
@@ -148,167 +125,6 @@ def choose(quants: list[dict[str, Any]], config: ExportConfig) -> dict[str, Any]
     return min(eligible, key=lambda q: q["size_bytes"])
 
 
-# ----------------------------------------------------------------------------------------------------- writing
-def _split_on(text: str, marker: str) -> tuple[str, str]:
-    if text.count(marker) != 1:
-        raise ExportError("the chat template does not render a system and a user message the usual way; "
-                          "cannot derive an Ollama template from it")
-    before, after = text.split(marker)
-    return before, after
-
-
-def ollama_template(tokenizer: Any) -> str:
-    """The chat template as an Ollama Go template for one turn (system + user -> answer), derived by rendering
-    the HF template with marker strings, so it reproduces exactly the prompt the model was trained on."""
-    from export.verify import chat_text
-
-    system, user, answer = "\u2063SYSTEM\u2063", "\u2063PROMPT\u2063", "\u2063RESPONSE\u2063"
-    head, rest = _split_on(chat_text(tokenizer, [{"role": "system", "content": system},
-                                                 {"role": "user", "content": user}]), system)
-    middle, tail = _split_on(rest, user)
-    closed = chat_text(tokenizer, [{"role": "system", "content": system}, {"role": "user", "content": user},
-                                   {"role": "assistant", "content": answer}], add_generation_prompt=False)
-    end = _split_on(closed, answer)[1]
-    if "{{" in head + middle + tail + end:
-        raise ExportError("the chat template's literal text contains '{{', which an Ollama template cannot hold")
-    return f"{head}{{{{ .System }}}}{middle}{{{{ .Prompt }}}}{tail}{{{{ .Response }}}}{end}"
-
-
-def modelfile(gguf_name: str, tokenizer: Any, task: TaskSpec, stops: list[str], max_tokens: int, n_ctx: int) -> str:
-    gen = task.generation
-    if '"""' in task.system:
-        raise ExportError(f"task {task.name}: the system message contains '\"\"\"', which a Modelfile cannot quote")
-    lines = [
-        f"# Ollama Modelfile written by edgetune export (task {task.name}); `ollama create NAME -f Modelfile`",
-        f"FROM ./{gguf_name}",
-        f'TEMPLATE """{ollama_template(tokenizer)}"""',
-        f'SYSTEM """{task.system}"""',
-        *[f"PARAMETER stop {json.dumps(stop)}" for stop in stops],
-        f"PARAMETER temperature {gen.temperature:g}",
-        f"PARAMETER top_p {gen.top_p:g}",
-        f"PARAMETER top_k {gen.top_k}",
-        f"PARAMETER repeat_penalty {gen.repeat_penalty:g}",
-        f"PARAMETER num_predict {max_tokens}",
-        f"PARAMETER num_ctx {n_ctx}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def plot_quality_vs_size(quants: list[dict[str, Any]], chosen: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    quants = sorted(quants, key=lambda q: q["size_bytes"])
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    sizes = [q["size_bytes"] / 2**20 for q in quants]
-    ax.plot(sizes, [100 * q["exact_match"] for q in quants], "o-", label="exact match, free")
-    if quants[0]["constrained_exact_match"] is not None:
-        ax.plot(sizes, [100 * q["constrained_exact_match"] for q in quants], "s--", label="exact match, grammar")
-    for i, (q, size) in enumerate(zip(quants, sizes)):
-        label = f"{q['quant']} (chosen)" if q["quant"] == chosen else q["quant"]
-        ax.annotate(label, (size, 100 * q["exact_match"]), textcoords="offset points",
-                    xytext=(4, 6 if i % 2 else -14), fontsize=8)  # alternate sides: close sizes stay readable
-    ax.set_xlabel("GGUF size (MiB)")
-    ax.set_ylabel("exact match on the test sample (%)")
-    ax.set_title("quality vs size per quant")
-    ax.set_ylim(-2, 102)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
-COMPARE_HEADING = "## Compared with prompt optimization and OpenAI fine-tuning"
-
-
-def compare_section(run_dir: RunDir) -> list[str]:
-    """REPORT.md's link to runs/RUN/compare/COMPARE.md (`make compare`), when that exists."""
-    if not (run_dir.compare / "COMPARE.md").is_file():
-        return []
-    return ["", COMPARE_HEADING, "", "DSPy prompt optimization vs this LoRA vs OpenAI fine-tuning on the same test "
-            "commands (quality, latency, cost): [../compare/COMPARE.md](../compare/COMPARE.md)", ""]
-
-
-def link_compare(run_dir: RunDir) -> bool:
-    """Add the compare link to an existing bundle/REPORT.md (compare runs after export); True when it was added."""
-    path = run_dir.bundle / "REPORT.md"
-    section = compare_section(run_dir)
-    if not path.is_file() or not section:
-        return False
-    text = path.read_text(encoding="utf-8")
-    if COMPARE_HEADING in text:
-        return False
-    atomic_write(path, text.rstrip("\n") + "\n" + "\n".join(section))
-    return True
-
-
-def report(manifest: dict[str, Any], verification: dict[str, Any], run_dir: RunDir | None = None) -> str:
-    chosen = manifest["chosen"]
-    greedy = verification["greedy"]
-    tok = verification["tokenizer"]
-    lines = [
-        f"# Export report: run `{manifest['run']}`, task `{manifest['task']}`",
-        "",
-        f"**Chosen: {chosen['quant']}** (`{chosen['file']}`, {chosen['size_bytes'] / 2**20:.1f} MiB): the smallest "
-        f"quant within {manifest['selection']['tolerance_points']:g} points of F16's exact match (test sample and human "
-        f"set) that stops by "
-        f"itself" + (f" and fits {manifest['selection']['max_model_mb']:g} MiB" if manifest['selection']['max_model_mb'] else "") + ".",
-        "",
-        f"Scored on {manifest['eval']['samples']} of {manifest['eval']['test_examples']} test examples (seed "
-        f"{manifest['eval']['seed']}), max_tokens {manifest['sampling']['max_tokens']}, temperature "
-        f"{manifest['sampling']['temperature']:g}. *free*: unconstrained; *grammar*: constrained by the contract's GBNF (greedy answers the grammar admits token by token are "
-        "not generated twice: *reused* counts them). *tok/s*: completion tokens per second of the free run, prompt "
-        "processing included, on this machine. *human*: the task's held-out human-phrased set "
-        f"({manifest['eval'].get('human_samples', 0)} commands people wrote, never trained on), grammar on.",
-        "",
-        "| quant | size MiB | exact free | exact grammar | exact human | valid free | valid grammar | valid human | F1 free "
-        "| truncated | reused | tok/s | verdict |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for q in manifest["quants"]:
-        verdict = "**chosen**" if q["quant"] == chosen["quant"] else ("eligible" if q["eligible"] else "; ".join(q["rejected_because"]))
-        lines.append(
-            f"| {q['quant']} | {q['size_bytes'] / 2**20:.1f} | {_pct(q['exact_match'])} | {_pct(q['constrained_exact_match'])} "
-            f"| {_pct(q.get('human_exact_match'))} | {_pct(q['valid_rate'])} | {_pct(q['constrained_valid_rate'])} "
-            f"| {_pct(q.get('human_valid_rate'))} | {_pct(q['f1'])} | {q['truncated']} "
-            f"| {'-' if q['constrained_reused'] is None else q['constrained_reused']} | {q['tokens_per_second']:.1f} | {verdict} |"
-        )
-    lines += [
-        "",
-        "![quality vs size](quality_vs_size.png)",
-        "",
-        "## Verification",
-        "",
-        f"- **Tokenizer** (every GGUF vs the trained HF tokenizer): chat template identical; BOS {tok['bos_id']}, "
-        f"EOS {tok['eos_id']}, end of turn `{tok['end_of_turn']}` ({tok['end_of_turn_id']}) ends generation; "
-        f"{tok['special_tokens']} special tokens, {tok['strings']} strings and {tok['chat_prompts']} rendered chat "
-        "prompts tokenize to identical ids.",
-        f"- **Greedy agreement** HF-merged (float32) vs F16 GGUF: {greedy['identical']}/{greedy['prompts']} test "
-        f"prompts give identical tokens (required: {100 * manifest['selection']['min_greedy_agreement']:.0f}%).",
-        "- **Stops by itself**: the *truncated* column counts answers (free + grammar) that hit max_tokens.",
-        "- **Tensor types** per file:",
-        "",
-    ]
-    for q in manifest["quants"]:
-        lines.append(f"  - {q['quant']}: " + ", ".join(f"{k} x{v}" for k, v in q["tensor_types"].items()))
-    lines += ["", "## Sample answers (first test examples, free mode)", ""]
-    for i, sample in enumerate(verification["samples"]):
-        lines.append(f"{i + 1}. **user**: {sample['user']}")
-        lines.append(f"   - reference: `{sample['reference']}`")
-        for quant, answer in sample["answers"].items():
-            lines.append(f"   - {quant}: `{answer.strip()[:300]}`")
-    lines += ["", f"Versions: " + ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()), ""]
-    lines += compare_section(run_dir) if run_dir else []
-    return "\n".join(lines)
-
-
 # ------------------------------------------------------------------------------------------------------- stage
 def _remove_stale_staging(run_dir: RunDir) -> None:
     """Staging folders of exports that were killed outright (SIGKILL, power loss) and could not clean up."""
@@ -344,12 +160,13 @@ def run(config: ExportConfig) -> Path:
     merge.check_adapter(run_dir.adapter)
     base = _base_model_of(run_dir)
     task = _task_of(run_dir)
-    examples = load_examples(run_dir.data / "test.jsonl")
+    examples = read_split(split_path(run_dir, "test"))
     max_tokens = config.max_tokens or task.generation.max_tokens
     threads = config.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     order = sorted(random.Random(config.seed).sample(range(len(examples)), min(len(examples), config.eval_samples or len(examples))))
     sample = [examples[i] for i in order]
+    scored = [(c.prompt, c.answer) for c in sample]
     holdout = [(conv[:-1], conv[-1]["content"]) for conv in load_holdout(task)]
     if config.human_samples:
         holdout = [holdout[i] for i in sorted(random.Random(config.seed).sample(range(len(holdout)),
@@ -393,8 +210,9 @@ def run(config: ExportConfig) -> Path:
         texts, chats = _tokenizer_probes(task, tokenizer, sample[:TOKENIZER_CHECK_CHATS])
         tokenizer_summary = verify.check_tokenizer(files["F16"], tokenizer, texts, chats)
         model = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
-        greedy = verify.greedy_agreement(model, tokenizer, files["F16"], [m for m, _ in sample[:config.greedy_prompts]],
-                                         max_tokens, config.n_ctx, threads)
+        greedy_chats = [c.prompt for c in sample[:config.greedy_prompts]]
+        greedy = verify.greedy_agreement(model, tokenizer, files["F16"], greedy_chats, max_tokens, config.n_ctx,
+                                         threads)
         del model
         if greedy["agreement"] < config.min_greedy_agreement:
             worst = next(r for r in greedy["results"] if not r["identical"])
@@ -417,7 +235,7 @@ def run(config: ExportConfig) -> Path:
             tensor_types = dict(Counter(t.tensor_type.name for t in reader.tensors).most_common())
             del reader
             verify.check_tokenizer(files[quant], tokenizer, texts, chats)
-            result = verify.evaluate_quant(files[quant], quant, task, sample, max_tokens, config.n_ctx, threads,
+            result = verify.evaluate_quant(files[quant], quant, task, scored, max_tokens, config.n_ctx, threads,
                                            config.seed, stops, config.sequences, holdout)
             results.append((quant, result, tensor_types))
             done(quant)
@@ -431,41 +249,42 @@ def run(config: ExportConfig) -> Path:
         finally:
             atomic_write_json(logs / "quants.json", quants)  # the measurements survive a failed choice
         gen = task.generation
-        train_stage = run_dir.stage("train") or {}
-        manifest = {
-            "run": name,
-            "chosen": {k: chosen[k] for k in ("quant", "file", "sha256", "size_bytes")},
-            "quants": quants,
-            "task": task.name,
-            "system_prompt": task.system,
-            "sampling": {"temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k,
-                         "max_tokens": max_tokens, "repeat_penalty": gen.repeat_penalty, "stop": stops},
-            "grammar": task.contract.grammar(),
-            "contract": to_dict(task.contract),
-            "chat_template": tokenizer.chat_template,
-            "n_ctx": config.n_ctx,
-            "base_model": train_stage.get("base_model"),
-            "adapter_sha256": sha256_file(run_dir.adapter / "adapter_model.safetensors"),
-            "data_sha256": _data_hashes(run_dir),
-            "eval": {"samples": len(sample), "test_examples": len(examples), "seed": config.seed,
-                     "human_samples": len(holdout),
-                     "greedy_prompts": greedy["prompts"], "greedy_agreement": greedy["agreement"]},
-            "selection": {"tolerance_points": config.tolerance, "max_model_mb": config.max_model_mb,
-                          "max_truncated": config.max_truncated, "min_greedy_agreement": config.min_greedy_agreement},
-            "versions": package_versions(),
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        train_stage = read_stage(run_dir, TrainStage)
+        manifest = BundleManifest(
+            run=name,
+            chosen=ChosenQuant(chosen["quant"], chosen["file"], chosen["sha256"], chosen["size_bytes"]),
+            quants=[QuantScore(**q) for q in quants],
+            task=task.name,
+            system_prompt=task.system,
+            sampling=GenerationSpec(temperature=gen.temperature, top_p=gen.top_p, top_k=gen.top_k,
+                                    max_tokens=max_tokens, repeat_penalty=gen.repeat_penalty, stop=stops),
+            grammar=task.contract.grammar(),
+            contract=task.contract,
+            chat_template=tokenizer.chat_template,
+            n_ctx=config.n_ctx,
+            base_model=train_stage.base_model if train_stage else None,
+            adapter_sha256=sha256_file(run_dir.adapter / "adapter_model.safetensors"),
+            data_sha256=_data_hashes(run_dir),
+            eval=BundleEval(samples=len(sample), test_examples=len(examples), seed=config.seed,
+                            human_samples=len(holdout), greedy_prompts=greedy["prompts"],
+                            greedy_agreement=greedy["agreement"]),
+            selection=BundleSelection(tolerance_points=config.tolerance, max_model_mb=config.max_model_mb,
+                                      max_truncated=config.max_truncated,
+                                      min_greedy_agreement=config.min_greedy_agreement),
+            versions=package_versions(),
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
         verification = {
             "tokenizer": tokenizer_summary, "greedy": greedy,
             "answers": {quant: asdict(result) for quant, result, _ in results},
-            "samples": [{"user": messages[-1]["content"], "reference": reference,
+            "samples": [{"user": conversation.user, "reference": conversation.answer,
                          "answers": {quant: result.free.answers[i] for quant, result, _ in results}}
-                        for i, (messages, reference) in enumerate(sample[:3])],
+                        for i, conversation in enumerate(sample[:3])],
         }
-        atomic_write_json(staged / "manifest.json", manifest)
+        write_bundle_manifest(staged, manifest)
         atomic_write_json(staged / "verification.json", verification)
         atomic_write(staged / "REPORT.md", report(manifest, verification, run_dir))
-        plot_quality_vs_size(quants, chosen["quant"], staged / "quality_vs_size.png")
+        plot_quality_vs_size(manifest.quants, chosen["quant"], staged / "quality_vs_size.png")
         atomic_write(staged / "Modelfile", modelfile(chosen["file"], tokenizer, task, stops, max_tokens, config.n_ctx))
         _install(staged, run_dir.bundle)
     finally:
@@ -473,13 +292,12 @@ def run(config: ExportConfig) -> Path:
         shutil.rmtree(work, ignore_errors=True)
 
     timings["total"] = round(time.time() - started, 2)
-    run_dir.record(
-        "export",
+    record_stage(run_dir, ExportStage(
         config=to_dict(config),
-        inputs={"adapter_sha256": manifest["adapter_sha256"], "base_model": manifest["base_model"],
-                "data_sha256": manifest["data_sha256"], "converter": f"llama-cpp-python=={convert.llama_cpp_version()}"},
-        outputs={"bundle": str(run_dir.bundle), "chosen": manifest["chosen"],
+        inputs={"adapter_sha256": manifest.adapter_sha256, "base_model": to_dict(manifest.base_model),
+                "data_sha256": manifest.data_sha256, "converter": f"llama-cpp-python=={convert.llama_cpp_version()}"},
+        outputs={"bundle": str(run_dir.bundle), "chosen": to_dict(manifest.chosen),
                  "files": {q["file"]: q["sha256"] for q in quants}},
         timings=timings,
-    )
+    ))
     return run_dir.bundle

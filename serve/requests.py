@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+from edgetune.deployed import Deployed
 from edgetune.grammar_worker import CustomGrammar
 from serve.backends import Job
 from serve.config import ServeConfig
 from serve.grammar import GrammarError, bound_json_schema, check_gbnf
-from serve.source import Served
 
 if TYPE_CHECKING:
     from edgetune.v1 import inference_pb2 as pb
@@ -27,7 +27,7 @@ class InvalidRequest(ValueError):
         super().__init__(f"{field}: {problem}")
 
 
-def _messages(request: "pb.GenerateRequest", served: Served,
+def _messages(request: "pb.GenerateRequest", served: Deployed,
               config: ServeConfig) -> tuple[str, list[dict[str, str]], list[dict[str, str]]]:
     """(field the prompt came from, the local chat, the remote chat: without the few-shot turns)."""
     if request.command and request.messages:
@@ -57,7 +57,7 @@ def _messages(request: "pb.GenerateRequest", served: Served,
     return "messages", chat, chat
 
 
-def _grammar(request: "pb.GenerateRequest", served: Served,
+def _grammar(request: "pb.GenerateRequest", served: Deployed,
              config: ServeConfig) -> tuple[str | None, CustomGrammar | None]:
     """(the trusted contract grammar, a client's grammar): at most one of them. A client's grammar only passes the
     static limits here; the grammar worker converts and compiles it, off the event loop."""
@@ -97,7 +97,7 @@ def _grammar(request: "pb.GenerateRequest", served: Served,
     return None, grammar
 
 
-def prepare(request: "pb.GenerateRequest", served: Served, config: ServeConfig, local: "LocalBackend",
+def prepare(request: "pb.GenerateRequest", served: Deployed, config: ServeConfig, local: "LocalBackend",
             uses_local: bool, received: float, deadline: float | None) -> Job:
     """Validate ``request`` and resolve every default; ``uses_local`` adds the prompt-length check."""
     size = request.ByteSize()

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 import edgetune
 from edgetune.contract import Verdict
+from edgetune.deployed import Deployed
 from serve import logs
 from serve.auth import BearerTokenInterceptor, read_token, server_credentials
 from serve.backends import (GrammarFailed, Job, LocalBackend, PoolFull, QueueTimeout, RemoteBackend, RemoteUnavailable,
@@ -33,7 +34,7 @@ from serve.config import ServeConfig
 from serve.metrics import Metrics
 from serve.proto import BACKEND_NAMES, BACKENDS, FINISH, pb, pb_grpc
 from serve.requests import MAX_REQUEST_ID, InvalidRequest, prepare
-from serve.source import Served, resolve
+from serve.source import resolve
 from serve.threads import prefer_passive_waits
 
 log = logging.getLogger("serve")
@@ -104,7 +105,7 @@ class Routed:
 class Engine:
     """The backends and the routing between them."""
 
-    def __init__(self, config: ServeConfig, served: Served, metrics: Metrics):
+    def __init__(self, config: ServeConfig, served: Deployed, metrics: Metrics):
         self.config = config
         self.served = served
         self.metrics = metrics

@@ -49,3 +49,24 @@ def write_small_run(root, task: TaskSpec, sizes=(12, 6, 6)):
         (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
         start += size
     return root
+
+
+def bundle_manifest(task: TaskSpec, file: str, quant: str = "Q4_1", **fields):
+    """A complete bundle manifest (edgetune.artifacts.BundleManifest) for ``task`` deploying ``file``, with
+    ``fields`` replaced; as plain JSON data, so a test can also write one that is broken."""
+    from edgetune.artifacts import BundleEval, BundleManifest, BundleSelection, ChosenQuant, QuantScore
+    from edgetune.config import to_dict
+
+    score = QuantScore(quant=quant, file=file, sha256="abc", size_bytes=1, n=1, exact_match=1.0, valid_rate=1.0,
+                       f1=1.0, constrained_exact_match=1.0, constrained_valid_rate=1.0, constrained_invalid_stopped=0,
+                       constrained_reused=0, truncated=0, human_n=0, human_exact_match=None, human_valid_rate=None,
+                       tokens_per_second=1.0, tensor_types={}, eligible=True, rejected_because=[])
+    manifest = BundleManifest(
+        run="r", chosen=ChosenQuant(quant, file, "abc", 1), quants=[score], task=task.name, system_prompt=task.system,
+        sampling=task.generation, grammar=task.contract.grammar(), contract=task.contract, chat_template="{{ x }}",
+        n_ctx=2048, base_model=None, adapter_sha256="", data_sha256={},
+        eval=BundleEval(samples=1, test_examples=1, seed=0, human_samples=0, greedy_prompts=1, greedy_agreement=1.0),
+        selection=BundleSelection(tolerance_points=2.0, max_model_mb=0.0, max_truncated=0.0,
+                                  min_greedy_agreement=0.75),
+        versions={}, created_at="")
+    return {**to_dict(manifest), **fields}

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
+from edgetune.artifacts import SPLITS, DataStage, record_stage, write_split
 from edgetune.cli import Stage
 from edgetune.config import ConfigError, to_dict
 from edgetune.rundir import RunDir, atomic_write_json, sha256_file
-from train.dataset import SPLITS, Example, GateResult, Rejected, gate, split, write_jsonl
+from train.dataset import Example, GateResult, Rejected, gate, split, write_jsonl
 from train.importers import ImportConfig
 from train.teacher import TeacherConfig, TeacherError
 
@@ -135,7 +136,7 @@ def run(config: DataConfig) -> Path:
         splits = {name: [expanded(task, e) for e in examples] for name, examples in splits.items()}
     outputs, hashes = {}, {}
     for name in SPLITS:
-        path = write_jsonl(rundir.data / f"{name}.jsonl", (e.record(system) for e in splits[name]))
+        path = write_split(rundir, name, (e.conversation(system) for e in splits[name]))
         outputs[name], hashes[name] = str(path), sha256_file(path)
     write_jsonl(rundir.data / "rejected.jsonl", (r.record() for r in result.rejected))
     seconds = time.perf_counter() - started
@@ -146,9 +147,9 @@ def run(config: DataConfig) -> Path:
     if "endpoint" in inputs:
         report["endpoint"] = inputs["endpoint"]
     atomic_write_json(rundir.data / "data_report.json", report)
-    rundir.record("data", task=task.name, counts=report["counts"], sha256=hashes, config=to_dict(config),
-                  inputs=inputs, outputs=outputs, timings={"seconds": seconds},
-                  report=str(rundir.data / "data_report.json"))
+    record_stage(rundir, DataStage(task=task.name, counts=report["counts"], sha256=hashes, config=to_dict(config),
+                                   inputs=inputs, outputs=outputs, timings={"seconds": seconds},
+                                   report=str(rundir.data / "data_report.json")))
     _print_summary(report, rundir.data)
     short = {s: sizes[s] - len(splits[s]) for s in SPLITS if len(splits[s]) < sizes[s]}
     if short:

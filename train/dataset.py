@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from edgetune.artifacts import Conversation
 from edgetune.task import TaskSpec
 
-SPLITS = ("train", "val", "test")
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
 
@@ -35,10 +35,10 @@ class Example:
     assistant: str
     source: str = "synth"
 
-    def record(self, system: str) -> dict:
-        """The agreed chat-format line of a split file."""
-        return {"messages": [{"role": "system", "content": system}, {"role": "user", "content": self.user},
-                             {"role": "assistant", "content": self.assistant}]}
+    def conversation(self, system: str) -> Conversation:
+        """The line of a split file this pair becomes."""
+        return Conversation(({"role": "system", "content": system}, {"role": "user", "content": self.user},
+                             {"role": "assistant", "content": self.assistant}))
 
 
 @dataclass
@@ -200,9 +200,3 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> Path:
     from edgetune.rundir import atomic_write
 
     return atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-
-
-def read_split(path: str | Path) -> list[dict]:
-    """Read a split file back (one chat record per line)."""
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]

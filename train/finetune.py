@@ -33,6 +33,8 @@ from typing import Any, Sequence
 
 import yaml
 
+from edgetune.artifacts import (SPLITS, BaseModelFacts, DataStage, TrainStage, read_split, read_stage, record_stage,
+                                split_path)
 from edgetune.cli import Stage
 from edgetune.config import ConfigError, to_dict
 from edgetune.rundir import RunDir, atomic_write, atomic_write_json, package_versions
@@ -41,7 +43,6 @@ from train.sft_data import DatasetError
 
 logger = logging.getLogger("train.finetune")
 
-SPLIT_FILES = {"train": "train.jsonl", "val": "val.jsonl", "test": "test.jsonl"}
 #: config fields that do not change what is trained or measured (left out of the fingerprint)
 _NOT_FINGERPRINTED = ("run", "runs_dir", "threads", "resume", "force")
 
@@ -112,13 +113,13 @@ def cpu_has_native_bf16() -> bool:
 
 def task_name_of(run_dir: RunDir) -> str:
     """The task the dataset was built for, from the run manifest's "data" stage."""
-    data_stage = run_dir.stage("data")
-    if not data_stage or not data_stage.get("task"):
+    data_stage = read_stage(run_dir, DataStage)
+    if data_stage is None:
         raise FinetuneError(
             f"{run_dir.manifest_path}: no \"data\" stage with a task name; build the dataset first: "
             f"make data RUN={run_dir.root.name} (python -m train data --run {run_dir.root.name})"
         )
-    return str(data_stage["task"])
+    return data_stage.task
 
 
 def _sample(items: list, count: int, seed: int) -> list:
@@ -149,12 +150,12 @@ def run(config: FinetuneConfig) -> Path:
     started = time.perf_counter()
     from edgetune.base_model import resolve_base_model
     from edgetune.task import load_holdout, load_task
-    from train.sft_data import encode_all, read_chat_jsonl
+    from train.sft_data import encode_all
 
     run_dir = RunDir.named(config.run, config.runs_dir or None)
     task = load_task(task_name_of(run_dir))
-    split_paths = {name: run_dir.data / file for name, file in SPLIT_FILES.items()}
-    conversations = {name: read_chat_jsonl(path) for name, path in split_paths.items()}
+    split_paths = {name: split_path(run_dir, name) for name in SPLITS}
+    conversations = {name: [c.turns for c in read_split(path)] for name, path in split_paths.items()}
     ref = resolve_base_model(config.base_model or None)
     base_model = {"source": ref.source, "kind": ref.kind, "path": str(ref.path), "sha256": ref.sha256,
                   "hf_dir": str(ref.hf_dir)}
@@ -245,10 +246,9 @@ def run(config: FinetuneConfig) -> Path:
     atomic_write_json(staging / "train_report.json", report)
     _publish(staging, adapter_dir)
     shutil.rmtree(checkpoints, ignore_errors=True)
-    run_dir.record(
-        "train",
+    record_stage(run_dir, TrainStage(
         task=task.name,
-        base_model=base_model,
+        base_model=BaseModelFacts(**base_model),
         config=to_dict(config),
         inputs={"data_sha256": data_sha256},
         outputs={"adapter": str(adapter_dir), "files": sorted(p.name for p in adapter_dir.iterdir() if p.is_file())},
@@ -259,7 +259,7 @@ def run(config: FinetuneConfig) -> Path:
                      "human_tuned_exact_match": report["human"]["tuned"]["exact_match"]} if holdout else {}),
                  "train_tokens_per_second": report["train_tokens_per_second"]},
         fingerprint=key,
-    )
+    ))
     _leave_process_group()
     return adapter_dir
 

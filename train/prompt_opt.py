@@ -34,12 +34,14 @@ from typing import Any, Iterator, Literal, Sequence
 
 from bench.targets import TargetUnavailable
 from edgetune import endpoint
+from edgetune.artifacts import read_split, split_path
 from edgetune.cli import Stage
 from edgetune.config import ConfigError
 from edgetune.demos import DEMOS_FILE, Demos, write_demos
+from edgetune.deployed import resolve_deployed
 from edgetune.embedded import ModelFetchError
 from edgetune.rundir import RunDir, sha256_file
-from edgetune.task import TaskSpec, load_task
+from edgetune.task import TaskSpec
 
 PROGRAM_FILE = "program.json"
 CACHE_DIR = "dspy_cache"
@@ -90,26 +92,13 @@ def _import_dspy() -> Any:
 
 
 def task_of(run_dir: RunDir) -> tuple[TaskSpec, str, int]:
-    """(task, system prompt, answer max_tokens) exactly as the server reads them (the bundle first)."""
-    bundle = run_dir.bundle / "manifest.json"
-    facts: dict[str, Any] = {}
-    if bundle.is_file():
-        facts = json.loads(bundle.read_text(encoding="utf-8"))
-    task = load_task(facts.get("task") or (run_dir.stage("data") or {}).get("task") or "robot_sdk")
-    max_tokens = int((facts.get("sampling") or {}).get("max_tokens") or task.generation.max_tokens)
-    return task, facts.get("system_prompt") or task.system, max_tokens
+    """(task, system prompt, answer max_tokens) exactly as the server reads them (edgetune.deployed)."""
+    deployed = resolve_deployed(run_dir)
+    return deployed.task, deployed.system_prompt, deployed.sampling.max_tokens
 
 
-def _pairs(path: Path) -> list[tuple[str, str]]:
-    from train.dataset import read_split
-
-    if not path.is_file():
-        raise ConfigError(path, "", "missing; run `make data` first")
-    out = []
-    for record in read_split(path):
-        roles = {m["role"]: m["content"] for m in record["messages"]}
-        out.append((roles["user"], roles["assistant"]))
-    return out
+def _pairs(run_dir: RunDir, split: str) -> list[tuple[str, str]]:
+    return [(c.user, c.answer) for c in read_split(split_path(run_dir, split))]
 
 
 def _adapter(system_prompt: str) -> Any:
@@ -193,8 +182,8 @@ def run(run: str, config: PromptOptConfig, runs_dir: str | Path | None = None) -
     out = run_dir.prompt_opt
     task, system_prompt, max_tokens = task_of(run_dir)
     rng = random.Random(config.seed)
-    train = _pairs(run_dir.data / "train.jsonl")
-    val = _pairs(run_dir.data / "val.jsonl")
+    train = _pairs(run_dir, "train")
+    val = _pairs(run_dir, "val")
     trainset = [dspy.Example(command=c, answer=a).with_inputs("command")
                 for c, a in rng.sample(train, min(config.train_examples, len(train)))]
     valset = [dspy.Example(command=c, answer=a).with_inputs("command")
@@ -235,7 +224,7 @@ def run(run: str, config: PromptOptConfig, runs_dir: str | Path | None = None) -
     bootstrapped = sum(1 for demo in program.demos if demo.get("augmented"))
     # what decides the LM calls; a rerun with the same one is answered from DSPy's cache, so it keeps the seconds
     # the first (uncached) run took: the optimization's real one-time cost
-    splits = [sha256_file(run_dir.data / f) for f in ("train.jsonl", "val.jsonl")]
+    splits = [sha256_file(split_path(run_dir, name)) for name in ("train", "val")]
     inputs = [asdict(config), name, system_prompt, *splits]
     fingerprint = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:16]
     previous = run_dir.stage("prompt_opt") or {}

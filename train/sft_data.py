@@ -1,5 +1,6 @@
-"""Chat data for supervised fine-tuning: read the split files strictly, render them with the base model's own chat
-template, and tokenize them so that the loss falls only on the assistant's answer *and its end-of-turn token*.
+"""Chat data for supervised fine-tuning: render the split files' conversations (edgetune.artifacts.read_split) with
+the base model's own chat template, and tokenize them so that the loss falls only on the assistant's answer *and its
+end-of-turn token*.
 
 Where users of SFT recipes get burned, and what this module does about it:
 
@@ -13,16 +14,13 @@ Where users of SFT recipes get burned, and what this module does about it:
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-ROLES = ("system", "user", "assistant")
 
 #: ChatML with the tokenizer's EOS as end of turn: used only for a base model that ships no chat template.
 FALLBACK_CHAT_TEMPLATE = (
@@ -47,43 +45,6 @@ class Encoded:
     @property
     def prompt_length(self) -> int:
         return next(i for i, label in enumerate(self.labels) if label != IGNORE_INDEX)
-
-
-def read_chat_jsonl(path: str | Path) -> list[list[dict[str, str]]]:
-    """The conversations of one split file; every problem names ``path:line``."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found; build the dataset first with `make data` (python -m train data)")
-    conversations = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{where}: not valid JSON ({exc.msg}); each line holds one JSON object") from None
-            conversations.append(_check_record(record, where))
-    if not conversations:
-        raise DatasetError(f"{path}: the split is empty; regenerate the dataset with `make data`")
-    return conversations
-
-
-def _check_record(record: Any, where: str) -> list[dict[str, str]]:
-    messages = record.get("messages") if isinstance(record, dict) else None
-    if not isinstance(messages, list) or not messages:
-        raise DatasetError(f'{where}: expected {{"messages": [{{"role": ..., "content": ...}}, ...]}}')
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(
-            message.get("content"), str
-        ):
-            raise DatasetError(
-                f"{where}: messages[{i}] must be {{\"role\": one of {list(ROLES)}, \"content\": a string}}"
-            )
-    if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
-        raise DatasetError(f"{where}: the last message must be a non-empty assistant answer (what the model learns)")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
 def ensure_chat_template(tokenizer: Any) -> bool:

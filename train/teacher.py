@@ -329,7 +329,6 @@ def generate(task, config: TeacherConfig, workdir: Path, target: int, seed: int,
     stopped_by = "target"
     barren = 0
     in_flight: dict[Future, tuple[int, list[Example], int, float]] = {}  #: id, batch, prompt chars, reserved $
-    rng = random.Random(seed)
     bar = tqdm(total=target, initial=min(count, target), desc="teacher", unit="ex", dynamic_ncols=True,
                disable=None)
 

@@ -9,8 +9,10 @@ import pytest
 
 from bench.compare import CompareConfig, Skipped, _local_costs, _remote, _remote_costs, main, run
 from bench.prices import load_prices
+from edgetune.artifacts import BaseModelFacts, FineTuneRecord, TrainStage, record_stage, write_openai_ft
+from edgetune.config import to_dict
 from edgetune.rundir import RunDir
-from tests.conftest import write_small_run
+from tests.conftest import bundle_manifest, write_small_run
 from train.prompt_opt import PromptOptConfig
 
 pytestmark = pytest.mark.timeout(400)
@@ -25,12 +27,12 @@ def compared(tmp_path_factory, robot_task, embedded_gguf_path):
     bundle = root / "bundle"
     bundle.mkdir()
     (bundle / "small-Q4_1.gguf").symlink_to(embedded_gguf_path)
-    (bundle / "manifest.json").write_text(json.dumps({
-        "chosen": {"quant": "Q4_1", "file": "small-Q4_1.gguf"}, "task": "robot_sdk",
-        "system_prompt": robot_task.system, "sampling": {"max_tokens": 96, "stop": ["<|im_end|>"]}}))
+    sampling = {**to_dict(robot_task.generation), "max_tokens": 96, "stop": ["<|im_end|>"]}
+    (bundle / "manifest.json").write_text(json.dumps(bundle_manifest(robot_task, "small-Q4_1.gguf", sampling=sampling)))
     (bundle / "REPORT.md").write_text("# Export report\n")
     (root / "data" / "data_report.json").write_text(json.dumps({"cost_usd": 1.5}))
-    RunDir(root).record("train", timings={"wall_seconds": 3600.0})
+    record_stage(RunDir(root), TrainStage(task=robot_task.name, base_model=BaseModelFacts("embedded", "gguf", "m.gguf"),
+                                          timings={"wall_seconds": 3600.0}))
     patch = pytest.MonkeyPatch()
     patch.delenv("OPENAI_API_KEY", raising=False)
     try:
@@ -80,7 +82,7 @@ def test_compare_markdown_and_report_link(compared):
     assert "BootstrapFewShot: 2 demos" in md and "On quality **" in md and "![quality vs latency](compare.png)" in md
     report = (root / "bundle" / "REPORT.md").read_text()
     assert report.startswith("# Export report") and report.count("../compare/COMPARE.md") == 2  # text and target
-    from export.bundle import link_compare
+    from export.report import link_compare
 
     assert link_compare(RunDir(root)) is False  # already linked: never twice
 
@@ -90,10 +92,10 @@ def test_remote_row_skips_with_the_reason(tmp_path, monkeypatch):
     run_dir.root.mkdir()
     with pytest.raises(Skipped, match="no .*openai_ft.json"):
         _remote(run_dir, ["go"], "sys", 16, 5)
-    (run_dir.root / "openai_ft.json").write_text(json.dumps({"status": "running", "model": None}))
+    write_openai_ft(run_dir, FineTuneRecord(job_id="j", base_url="", status="running"))
     with pytest.raises(Skipped, match="no fine-tuned 'model' \\(job status 'running'\\)"):
         _remote(run_dir, ["go"], "sys", 16, 5)
-    (run_dir.root / "openai_ft.json").write_text(json.dumps({"status": "succeeded", "model": "ft:x"}))
+    write_openai_ft(run_dir, FineTuneRecord(job_id="j", base_url="", status="succeeded", model="ft:x"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(Skipped, match="not configured: no API key .*: set OPENAI_API_KEY"):
         _remote(run_dir, ["go"], "sys", 16, 5)
@@ -105,8 +107,8 @@ def test_costs_from_the_table():
     _local_costs(row, prices, one_time_s=7200, data_usd=0.5)
     assert row["cost"]["per_1k"] == pytest.approx(2000 * prices.local.per_second)
     assert row["cost"]["one_time"] == pytest.approx(0.5 + 7200 * prices.local.per_second)
-    record = {"model": "ft:gpt-4o-mini-2024-07-18:org::x", "base_model": "gpt-4o-mini-2024-07-18",
-              "trained_tokens": 2_000_000}
+    record = FineTuneRecord(job_id="j", base_url="", status="succeeded", model="ft:gpt-4o-mini-2024-07-18:org::x",
+                            base_model="gpt-4o-mini-2024-07-18", trained_tokens=2_000_000)
     _remote_costs(row, prices, record, data_usd=0.0)
     inp, outp = prices.openai.inference_per_mtok["gpt-4o-mini-2024-07-18"]
     assert row["cost"]["one_time"] == pytest.approx(2 * prices.openai.training_per_mtok["gpt-4o-mini-2024-07-18"])

@@ -10,9 +10,11 @@ import pytest
 from bench.config import BenchConfig
 from bench.__main__ import main
 from bench.runner import _request_plan
-from bench.workload import load_workload, quant_of
+from bench.workload import load_workload
+from edgetune.artifacts import FineTuneRecord, write_openai_ft
 from edgetune.config import ConfigError, load
 from edgetune.rundir import RunDir
+from tests.conftest import bundle_manifest
 
 
 @pytest.fixture
@@ -29,41 +31,43 @@ def _write_test_split(run_dir: RunDir, robot_task, users: list[str]) -> None:
 
 def test_without_bundle_or_data_uses_embedded_model_and_task_examples(run_dir, robot_task, embedded_gguf_path):
     w = load_workload(run_dir, max_tokens=32)
-    assert w.model_path == embedded_gguf_path and w.model_source == "embedded" and w.quant == "Q4_1"
+    d = w.deployed
+    assert d.model_path == embedded_gguf_path and d.source == "embedded" and d.quant == "Q4_1"
     assert w.prompts == [ex["user"] for ex in robot_task.examples]
-    assert w.system_prompt == robot_task.system
-    assert w.sampling.max_tokens == 32
-    assert w.grammar == robot_task.contract.grammar()
-    assert load_workload(run_dir, use_grammar=False).grammar is None
+    assert d.system_prompt == robot_task.system
+    assert d.sampling.max_tokens == 32 and w.answer_max_tokens == robot_task.generation.max_tokens
+    assert d.grammar == robot_task.contract.grammar()
+    assert load_workload(run_dir, use_grammar=False).deployed.grammar is None
 
 
 def test_bundle_and_test_split_decide_model_settings_and_prompts(run_dir, robot_task, embedded_gguf_path):
     run_dir.bundle.mkdir(parents=True)
     shutil.copy(embedded_gguf_path, run_dir.bundle / "model.Q8_0.gguf")
-    manifest = {"chosen": {"quant": "Q8_0", "file": "model.Q8_0.gguf"}, "task": "robot_sdk",
-                "system_prompt": "Answer in calls.", "grammar": None,
-                "sampling": {"temperature": 0.2, "top_p": 0.9, "top_k": 20, "max_tokens": 99,
-                             "repeat_penalty": 1.1, "stop": ["<|im_end|>"]}}
+    manifest = bundle_manifest(robot_task, "model.Q8_0.gguf", "Q8_0", system_prompt="Answer in calls.", grammar=None,
+                               sampling={"temperature": 0.2, "top_p": 0.9, "top_k": 20, "max_tokens": 99,
+                                         "repeat_penalty": 1.1, "stop": ["<|im_end|>"]})
     (run_dir.bundle / "manifest.json").write_text(json.dumps(manifest))
     _write_test_split(run_dir, robot_task, ["dock now", "go to the kitchen"])
     w = load_workload(run_dir)
-    assert (w.model_source, w.quant, w.system_prompt, w.grammar) == ("bundle", "Q8_0", "Answer in calls.", None)
-    assert (w.sampling.max_tokens, w.sampling.top_k, w.sampling.stop) == (99, 20, ["<|im_end|>"])
+    d = w.deployed
+    assert (d.source, d.quant, d.system_prompt, d.grammar) == ("bundle", "Q8_0", "Answer in calls.", None)
+    assert (d.sampling.max_tokens, d.sampling.top_k, d.sampling.stop) == (99, 20, ["<|im_end|>"])
     assert w.prompts == ["dock now", "go to the kitchen"] and w.references == ['["nav.dock()"]'] * 2
-    assert w.messages("hi")[0] == {"role": "system", "content": "Answer in calls."}
+    assert d.chat("hi")[0] == {"role": "system", "content": "Answer in calls."}
 
 
 def test_bad_inputs_name_the_field(run_dir, robot_task):
     _write_test_split(run_dir, robot_task, ["ok"])
     with open(run_dir.data / "test.jsonl", "a") as fh:
         fh.write("{not json\n")
-    with pytest.raises(ConfigError, match=r"test.jsonl: line 2"):
+    with pytest.raises(ConfigError, match=r"test.jsonl:2: not valid JSON"):
         load_workload(run_dir)
-    with pytest.raises(ConfigError, match="GGUF not found"):
+    with pytest.raises(ConfigError, match="--model: .*missing.gguf does not exist"):
         load_workload(run_dir, model=str(run_dir.root / "missing.gguf"))
     run_dir.bundle.mkdir(parents=True)
-    (run_dir.bundle / "manifest.json").write_text(json.dumps({"chosen": {}}))
-    with pytest.raises(ConfigError, match="chosen.file"):
+    broken = bundle_manifest(robot_task, "model.Q8_0.gguf", chosen={"quant": "Q8_0"})
+    (run_dir.bundle / "manifest.json").write_text(json.dumps(broken))
+    with pytest.raises(ConfigError, match="chosen.file: missing required field"):
         load_workload(run_dir)
 
 
@@ -99,8 +103,7 @@ def test_remote_target_is_configured_by_the_openai_ft_record(run_dir, monkeypatc
     workload = load_workload(run_dir)
     with pytest.raises(TargetUnavailable, match="no .*openai_ft.json"):
         remote_target(run_dir.root, workload, 10)
-    run_dir.root.mkdir(parents=True, exist_ok=True)
-    (run_dir.root / "openai_ft.json").write_text(json.dumps({"model": "ft:gpt-4o-mini:acme::x", "job_id": "j"}))
+    write_openai_ft(run_dir, FineTuneRecord(job_id="j", base_url="", status="succeeded", model="ft:gpt-4o-mini:acme::x"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(TargetUnavailable, match="OPENAI_API_KEY"):
         remote_target(run_dir.root, workload, 10)
@@ -110,8 +113,3 @@ def test_remote_target_is_configured_by_the_openai_ft_record(run_dir, monkeypatc
         assert target.endpoint == "https://api.openai.com/v1"
         assert target.extra_body is None  # no llama.cpp-only fields (grammar, top_k) sent to OpenAI
 
-
-def test_quant_is_read_from_the_gguf_name(tmp_path):
-    assert quant_of(tmp_path / "model.Q4_K_M.gguf") == "Q4_K_M"
-    assert quant_of(tmp_path / "smol.f16.gguf") == "F16"
-    assert quant_of(tmp_path / "model.gguf") == "unknown"

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from edgetune.engine import Engine, GrammarError, Request, close_reserve, longest_items
+from edgetune.engine import Engine, Request, close_reserve, longest_items
 
 COMMANDS = ["go to the kitchen", "stand up and wave hello", "report your battery", "find the keys in the lab"]
 ENDLESS = 'root ::= "la " root'

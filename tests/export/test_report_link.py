@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgetune.rundir import RunDir
-from export.bundle import COMPARE_HEADING, compare_section, link_compare
+from export.report import COMPARE_HEADING, compare_section, link_compare
 
 
 def test_link_only_when_compare_exists_and_only_once(tmp_path):

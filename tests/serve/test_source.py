@@ -6,9 +6,13 @@ import json
 
 import pytest
 
+from edgetune.artifacts import FineTuneRecord, write_openai_ft
 from edgetune.config import ConfigError
+from edgetune.rundir import RunDir
+from edgetune.task import load_task
 from serve.config import ServeConfig
 from serve.source import resolve
+from tests.conftest import bundle_manifest
 
 
 @pytest.fixture()
@@ -22,10 +26,10 @@ def _bundle(runs, embedded_gguf_path, **manifest):
     bundle = runs / "r1" / "bundle"
     bundle.mkdir(parents=True)
     (bundle / "model-Q4_1.gguf").symlink_to(embedded_gguf_path)
-    data = {"chosen": {"quant": "Q4_1", "file": "model-Q4_1.gguf", "sha256": "abc"}, "task": "robot_sdk",
-            "system_prompt": "Answer with robot calls.", "grammar": 'root ::= "[]"',
-            "sampling": {"temperature": 0.2, "top_p": 0.9, "top_k": 20, "max_tokens": 64, "repeat_penalty": 1.1,
-                         "stop": ["\n\n"]}, **manifest}
+    data = bundle_manifest(load_task("robot_sdk"), "model-Q4_1.gguf", system_prompt="Answer with robot calls.",
+                           grammar='root ::= "[]"',
+                           sampling={"temperature": 0.2, "top_p": 0.9, "top_k": 20, "max_tokens": 64,
+                                     "repeat_penalty": 1.1, "stop": ["\n\n"]}, **manifest)
     (bundle / "manifest.json").write_text(json.dumps(data))
     return bundle
 
@@ -48,9 +52,8 @@ def test_without_bundle_the_embedded_model_and_task_with_few_shot(runs):
 
 
 def test_remote_model_from_the_openai_fine_tune(runs, embedded_gguf_path):
-    (runs / "r2").mkdir()
-    (runs / "r2" / "openai_ft.json").write_text(json.dumps({"model": "ft:gpt-4o-mini:x", "job_id": "j",
-                                                            "base_url": "http://127.0.0.1:9/v1"}))
+    write_openai_ft(RunDir(runs / "r2"), FineTuneRecord(job_id="j", base_url="http://127.0.0.1:9/v1",
+                                                        status="succeeded", model="ft:gpt-4o-mini:x"))
     served = resolve(ServeConfig(run="r2"))
     assert (served.remote_model, served.remote_base_url) == ("ft:gpt-4o-mini:x", "http://127.0.0.1:9/v1")
     assert resolve(ServeConfig(run="r2", remote_model="other")).remote_model == "other"

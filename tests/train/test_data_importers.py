@@ -8,7 +8,7 @@ import pytest
 
 from edgetune.config import ConfigError
 from train.data import main
-from train.dataset import SPLITS, read_split
+from edgetune.artifacts import SPLITS, read_split
 from train.importers import ImportConfig, import_examples
 
 GO = '["nav.go_to(place=\'kitchen\')", "nav.wait_for_arrival()"]'
@@ -97,8 +97,11 @@ def test_import_through_the_stage_writes_chat_splits(tmp_path, robot_task, capsy
                  "train=20", "val=2", "test=2"]) == 0
     data = tmp_path / "imp" / "data"
     for name in SPLITS:
-        for rec in read_split(data / f"{name}.jsonl"):
-            assert rec["messages"][0]["content"] == robot_task.system
+        path = data / f"{name}.jsonl"
+        if not path.stat().st_size:  # what the gate rejected can leave a split short, even empty (the stage warns)
+            continue
+        for rec in read_split(path):
+            assert rec.messages[0]["content"] == robot_task.system
     report = json.loads((data / "data_report.json").read_text())
     assert report["rejects"] == {"contract:unknown_callee": 1} and report["import"]["format"] == "alpaca"
     assert main(["--run", "imp", "--teacher", "import", "--input", str(tmp_path / "nope.csv"),

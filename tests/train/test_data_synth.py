@@ -12,7 +12,7 @@ from rapidfuzz import fuzz
 
 from train import synth, synth_vocab
 from train.data import DataConfig, main, run
-from train.dataset import SPLITS, read_split
+from edgetune.artifacts import SPLITS, read_split
 
 REASONS = ("unsupported", "unknown_place", "unsafe", "unclear")
 
@@ -222,11 +222,11 @@ def test_make_data_writes_valid_leak_free_splits_fast(tmp_path, robot_task, caps
     users = {}
     for name, records in splits.items():
         for rec in records:
-            roles = [m["role"] for m in rec["messages"]]
+            roles = [m["role"] for m in rec.messages]
             assert roles == ["system", "user", "assistant"]
-            assert rec["messages"][0]["content"] == robot_task.system
-            assert robot_task.contract.validate(rec["messages"][2]["content"]).valid
-        users[name] = [rec["messages"][1]["content"] for rec in records]
+            assert rec.messages[0]["content"] == robot_task.system
+            assert robot_task.contract.validate(rec.messages[2]["content"]).valid
+        users[name] = [rec.messages[1]["content"] for rec in records]
     for a, b in (("val", "train"), ("test", "train"), ("val", "test")):
         score, text_a, text_b = max_jaccard(users[a], users[b])
         assert score < 0.8, f"near-duplicate across {a}/{b}: {text_a!r} ~ {text_b!r} ({score:.2f})"
@@ -246,11 +246,11 @@ def test_expanded_answers_are_the_same_commands_as_sdk_calls(tmp_path, robot_tas
     compact_names = set(robot_task.contract.expansions)
     for name in SPLITS:
         a, b = read_split(compact / f"{name}.jsonl"), read_split(flat / f"{name}.jsonl")
-        assert [r["messages"][1] for r in a] == [r["messages"][1] for r in b]  # same commands, same order
+        assert [r.messages[1] for r in a] == [r.messages[1] for r in b]  # same commands, same order
         for ra, rb in zip(a, b):
-            answer = rb["messages"][2]["content"]
+            answer = rb.messages[2]["content"]
             calls = json.loads(answer)
-            assert calls == robot_task.contract.validate(ra["messages"][2]["content"]).calls
+            assert calls == robot_task.contract.validate(ra.messages[2]["content"]).calls
             assert not {c.split("(")[0] for c in calls} & compact_names and robot_task.contract.validate(answer).valid
     assert json.loads((flat / "data_report.json").read_text())["answers"] == "expanded"
 

@@ -17,7 +17,7 @@ import pytest
 
 from bench.loopback_teacher import Faults, LoopbackTeacher
 from train.data import main
-from train.dataset import SPLITS, read_split
+from edgetune.artifacts import SPLITS, read_split
 from train.teacher import Teacher, TeacherConfig, resolve_endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_the_target(teacher_env, tmp_pat
     assert after.startswith(complete)  # nothing received before the kill was lost
     splits = {name: read_split(tmp_path / "t" / "data" / f"{name}.jsonl") for name in SPLITS}
     assert {n: len(v) for n, v in splits.items()} == {"train": 150, "val": 20, "test": 30}
-    users = [r["messages"][1]["content"] for records in splits.values() for r in records]
+    users = [r.messages[1]["content"] for records in splits.values() for r in records]
     assert len(users) == len(set(users)) == 200
     rep = report(tmp_path)
     ledger = (tmp_path / "t" / "data" / "teacher" / "requests.jsonl").read_text().splitlines()
@@ -167,7 +167,7 @@ def test_paraphrase_mode_keeps_the_synthesized_answers(teacher_env, tmp_path, ro
     records = [r for name in SPLITS for r in read_split(tmp_path / "t" / "data" / f"{name}.jsonl")]
     truth = {c.user: c.assistant for c in synthesize(2000, robot_task.data.seed)}
     for rec in records:
-        user, answer = rec["messages"][1]["content"], rec["messages"][2]["content"]
+        user, answer = rec.messages[1]["content"], rec.messages[2]["content"]
         assert user.startswith("Kindly, ") and truth[user.removeprefix("Kindly, ")] == answer
 
 
@@ -180,7 +180,7 @@ def test_auto_system_message_is_written_once_and_used(teacher_env, tmp_path):
         assert server.stats["requests"] == requests  # resumed: neither the system message nor examples re-asked
     system = "You turn robot commands into a JSON list of allowlisted robot API calls."
     assert (tmp_path / "t" / "data" / "teacher" / "system.txt").read_text().strip() == system
-    assert all(r["messages"][0]["content"] == system for r in read_split(tmp_path / "t" / "data" / "train.jsonl"))
+    assert all(r.messages[0]["content"] == system for r in read_split(tmp_path / "t" / "data" / "train.jsonl"))
     assert report(tmp_path)["system"] == system
 
 

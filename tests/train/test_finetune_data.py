@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pytest
 
 from tests.train.tiny_llama import build_tiny_llama, chat
-from train.sft_data import IGNORE_INDEX, DatasetError, encode, encode_all, ensure_chat_template, read_chat_jsonl
+from train.sft_data import IGNORE_INDEX, DatasetError, encode, encode_all, ensure_chat_template
 
 ANSWER = '["nav.dock()", "status.report_battery()"]'
 
@@ -79,29 +78,6 @@ def test_examples_longer_than_max_length_are_dropped_not_truncated(tokenizer, ro
     assert (len(kept), dropped) == (1, 1) and "dropped 1 of 2" in caplog.text
     with pytest.raises(DatasetError, match="max_length"):
         encode_all(tokenizer, rows[1:], limit, "train")
-
-
-@pytest.mark.parametrize(
-    "content, problem",
-    [
-        ("", "empty"),
-        ("{not json\n", ":1: not valid JSON"),
-        (json.dumps({"text": "hi"}) + "\n", ':1: expected {"messages"'),
-        (json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n", "last message must be"),
-        (json.dumps({"messages": [{"role": "robot", "content": "hi"}]}) + "\n", "messages[0] must be"),
-    ],
-)
-def test_bad_split_files_are_named_with_the_line(tmp_path, content, problem):
-    path = tmp_path / "train.jsonl"
-    path.write_text(content, encoding="utf-8")
-    with pytest.raises(DatasetError, match=str(path)) as err:
-        read_chat_jsonl(path)
-    assert problem in str(err.value)
-
-
-def test_missing_split_file_says_how_to_build_it(tmp_path):
-    with pytest.raises(DatasetError, match="make data"):
-        read_chat_jsonl(tmp_path / "train.jsonl")
 
 
 def test_padding_free_row_computes_what_separate_sequences_do(tiny_dir, tokenizer, robot_task):

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from edgetune.artifacts import read_openai_ft
 from edgetune.rundir import RunDir, sha256_file
 from tests.train.fake_openai import FakeOpenAI
 from edgetune.config import ConfigError
 from edgetune.endpoint import Endpoint, resolve
 from train.openai_ft import (
     DataValidationError, JobFailed, OpenAIFineTuneConfig, OpenAIFineTuneError, WatchTimeout, cancel,
-    attach, estimate_tokens, fine_tune, load_record, main, plan,
+    attach, estimate_tokens, fine_tune, main, plan,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,7 +133,7 @@ def test_cli_reads_key_from_dotenv_and_endpoint_from_env(run_dir, cli_env, monke
     monkeypatch.delenv("OPENAI_API_KEY")
     (tmp_path / ".env").write_text(f"# local secrets\nexport OPENAI_API_KEY='{cli_env.api_key}'\n")
     assert main(cli_args(run_dir, "--yes", "--model", "gpt-4o-2024-08-06", "--suffix", "cli")) == 0
-    saved = load_record(run_dir)
+    saved = read_openai_ft(run_dir)
     assert saved.model.startswith("ft:gpt-4o-2024-08-06:org-fake:cli:")
     assert cli_env.job_requests[0]["model"] == "gpt-4o-2024-08-06"
     assert cli_env.api_key not in "".join(capsys.readouterr())
@@ -144,7 +145,7 @@ def test_failed_job_reports_its_error(run_dir, cli_env, capsys):
     assert main(cli_args(run_dir, "--yes")) == 1
     err = capsys.readouterr().err
     assert "failed: invalid_training_file: The file has 3 examples" in err and "param training_file" in err
-    saved = load_record(run_dir)
+    saved = read_openai_ft(run_dir)
     assert (saved.status, saved.model, saved.error["code"]) == ("failed", None, "invalid_training_file")
 
 
@@ -279,7 +280,7 @@ def test_a_killed_run_reattaches_to_the_recorded_job(run_dir, cli_env, capsys):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
-        while not (cli_env.jobs and (record := load_record(run_dir)) and record.status == "running"):
+        while not (cli_env.jobs and (record := read_openai_ft(run_dir)) and record.status == "running"):
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "the job never started running"
             time.sleep(0.05)
@@ -293,7 +294,7 @@ def test_a_killed_run_reattaches_to_the_recorded_job(run_dir, cli_env, capsys):
     assert main(cli_args(run_dir, "--yes")) == 0
     assert f"reattaching to job {job_id}" in capsys.readouterr().out
     assert len(cli_env.job_requests) == 1 and len(cli_env.uploads) == 2
-    assert load_record(run_dir).model == cli_env.jobs[job_id]["job"]["fine_tuned_model"]
+    assert read_openai_ft(run_dir).model == cli_env.jobs[job_id]["job"]["fine_tuned_model"]
 
 
 def test_watch_timeout_then_cancel_then_watch_reports_cancelled(run_dir, fake, config, monkeypatch, capsys):
@@ -301,13 +302,13 @@ def test_watch_timeout_then_cancel_then_watch_reports_cancelled(run_dir, fake, c
     config.watch_timeout = 0.2
     with pytest.raises(WatchTimeout, match="keeps running"):
         fine_tune(run_dir, config, creds(fake), confirm=lambda plan_: True)
-    assert load_record(run_dir).status == "running"
+    assert read_openai_ft(run_dir).status == "running"
 
     with pytest.raises(OpenAIFineTuneError, match=f"was created at {fake.base_url}, not http://127.0.0.1:9/v1"):
         attach(run_dir, config, Endpoint("http://127.0.0.1:9/v1", fake.api_key))
     record = cancel(run_dir, config, creds(fake))
     assert record.status == "cancelled" and fake.jobs[record.job_id]["job"]["status"] == "cancelled"
-    assert load_record(run_dir).status == "cancelled"
+    assert read_openai_ft(run_dir).status == "cancelled"
     monkeypatch.setenv("OPENAI_API_KEY", fake.api_key)
     monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     assert main(cli_args(run_dir, "--watch")) == 1
@@ -322,7 +323,7 @@ def test_watch_job_adopts_a_job_started_elsewhere(run_dir, cli_env):
         training = client.files.create(file=fh, purpose="fine-tune")
     job = client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=training.id)
     assert main(cli_args(run_dir, "--watch", job.id)) == 0
-    saved = load_record(run_dir)
+    saved = read_openai_ft(run_dir)
     assert (saved.job_id, saved.status) == (job.id, "succeeded") and saved.model.startswith("ft:")
     assert saved.hyperparameters == {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.8}  # "auto" resolved
 

@@ -5,16 +5,17 @@ The modules, one job each: config (settings and model terms), validate (the data
 reattach, cancel) and cli (``python -m train openai-ft``, whose help says how to use it).
 """
 
+from edgetune.artifacts import FineTuneRecord
 from train.openai_ft.cli import main
 from train.openai_ft.config import MODEL_TERMS, ModelTerms, OpenAIFineTuneConfig
 from train.openai_ft.errors import JobFailed, OpenAIFineTuneError, WatchTimeout
 from train.openai_ft.job import attach, cancel, fine_tune
 from train.openai_ft.planning import Plan, plan
-from train.openai_ft.record import RESULT_FILE, FineTuneRecord, load_record, save_record
+from train.openai_ft.record import save_record
 from train.openai_ft.validate import DataValidationError, estimate_tokens, validate_chat_file
 
 __all__ = [
     "DataValidationError", "FineTuneRecord", "JobFailed", "MODEL_TERMS", "ModelTerms", "OpenAIFineTuneConfig",
-    "OpenAIFineTuneError", "Plan", "RESULT_FILE", "WatchTimeout", "attach", "cancel", "estimate_tokens", "fine_tune",
-    "load_record", "main", "plan", "save_record", "validate_chat_file",
+    "OpenAIFineTuneError", "Plan", "WatchTimeout", "attach", "cancel", "estimate_tokens", "fine_tune",
+    "main", "plan", "save_record", "validate_chat_file",
 ]

@@ -9,7 +9,7 @@ from edgetune.config import ConfigError
 from edgetune.endpoint import Endpoint
 from train.openai_ft.config import OpenAIFineTuneConfig
 from train.openai_ft.errors import OpenAIFineTuneError
-from train.openai_ft.record import FineTuneRecord
+from edgetune.artifacts import FineTuneRecord
 
 if TYPE_CHECKING:
     from openai import OpenAI

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from train.openai_ft.record import FineTuneRecord
+    from edgetune.artifacts import FineTuneRecord
 
 
 class OpenAIFineTuneError(RuntimeError):

@@ -10,7 +10,8 @@ from train.openai_ft.client import check_endpoint, connect, upload
 from train.openai_ft.config import OpenAIFineTuneConfig
 from train.openai_ft.errors import OpenAIFineTuneError
 from train.openai_ft.planning import Plan, plan
-from train.openai_ft.record import RESULT_FILE, FineTuneRecord, load_record, save_record
+from edgetune.artifacts import FineTuneRecord, openai_ft_path, read_openai_ft
+from train.openai_ft.record import save_record
 from train.openai_ft.watch import watch
 
 if TYPE_CHECKING:
@@ -26,14 +27,14 @@ def fine_tune(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Endpoi
     Raises DataValidationError, OpenAIFineTuneError (JobFailed when the job fails), WatchTimeout.
     """
     plan_ = plan(run_dir, config)
-    previous = load_record(run_dir)
+    previous = read_openai_ft(run_dir)
     if previous and previous.job_id and previous.fingerprint == plan_.fingerprint:
         if previous.status == "succeeded":
             print(f"already fine-tuned for this data and settings: {previous.model} (job {previous.job_id})")
             return previous
         if previous.active:
             check_endpoint(previous, credentials)
-            print(f"reattaching to job {previous.job_id} ({previous.status}) recorded in {run_dir.root / RESULT_FILE}")
+            print(f"reattaching to job {previous.job_id} ({previous.status}) recorded in {openai_ft_path(run_dir)}")
             return watch(run_dir, config, connect(credentials, config), previous)
     elif previous and previous.active:
         raise OpenAIFineTuneError(
@@ -60,7 +61,7 @@ def fine_tune(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Endpoi
     )
     record.job_id, record.status, record.job_created_at = job.id, job.status, job.created_at
     save_record(run_dir, record, plan_)
-    print(f"created job {job.id}; recorded in {run_dir.root / RESULT_FILE} (rerun or --watch to reattach)")
+    print(f"created job {job.id}; recorded in {openai_ft_path(run_dir)} (rerun or --watch to reattach)")
     return watch(run_dir, config, client, record)
 
 
@@ -92,12 +93,12 @@ def cancel(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Endpoint,
 
 def _recorded(run_dir: RunDir, credentials: Endpoint, job_id: str | None) -> FineTuneRecord | None:
     """The recorded job when ``job_id`` is None or names it; None when ``job_id`` is another job (to adopt)."""
-    recorded = load_record(run_dir)
+    recorded = read_openai_ft(run_dir)
     if recorded and recorded.job_id and job_id in (None, recorded.job_id):
         check_endpoint(recorded, credentials)
         return recorded
     if job_id is None:
-        raise OpenAIFineTuneError(f"no job recorded in {run_dir.root / RESULT_FILE}: pass the job id")
+        raise OpenAIFineTuneError(f"no job recorded in {openai_ft_path(run_dir)}: pass the job id")
     return None
 
 

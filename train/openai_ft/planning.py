@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgetune.artifacts import split_path
 from edgetune.rundir import RunDir, sha256_file
 from train.openai_ft.config import OpenAIFineTuneConfig
 from train.openai_ft.validate import DataProblem, DataValidationError, validate_chat_file
@@ -68,7 +69,7 @@ def _usd(amount: float) -> str:
 
 def plan(run_dir: RunDir, config: OpenAIFineTuneConfig) -> Plan:
     """Validate runs/RUN/data/{train,val}.jsonl as OpenAI will and estimate tokens and cost; raise on any problem."""
-    train_path, val_path = run_dir.data / "train.jsonl", run_dir.data / "val.jsonl"
+    train_path, val_path = split_path(run_dir, "train"), split_path(run_dir, "val")
     if not train_path.is_file():
         raise FileNotFoundError(f"{train_path} not found: build the dataset first (make data RUN={run_dir.root.name})")
     terms = config.terms()

@@ -10,7 +10,8 @@ from edgetune.rundir import RunDir
 from train.openai_ft.config import OpenAIFineTuneConfig
 from train.openai_ft.errors import JobFailed, WatchTimeout
 from train.openai_ft.plot import LOSS_PLOT, plot_losses
-from train.openai_ft.record import RESULT_FILE, TERMINAL, FineTuneRecord, save_record
+from edgetune.artifacts import TERMINAL, FineTuneRecord, openai_ft_path
+from train.openai_ft.record import save_record
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -110,7 +111,7 @@ def watch(run_dir: RunDir, config: OpenAIFineTuneConfig, client: "OpenAI", recor
         raise JobFailed(f"job {job.id} {job.status}{why}{param}", record)
     plot_losses(run_dir.root / LOSS_PLOT, record.metrics)
     print(f"fine-tuned model: {record.model} ({record.trained_tokens} trained tokens); "
-          f"recorded in {run_dir.root / RESULT_FILE}")
+          f"recorded in {openai_ft_path(run_dir)}")
     return record
 
 
