@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, TypeVar
 
-from edgetune.config import ConfigError, from_dict, to_dict
+from edgetune.config import ConfigError, from_dict, read_json_object, to_dict
 from edgetune.contract import ContractSpec
 from edgetune.rundir import RunDir, atomic_write, atomic_write_json
 from edgetune.task import GenerationSpec
@@ -47,15 +47,7 @@ def _check_version(data: dict[str, Any], source: Path | str) -> dict[str, Any]:
 
 
 def _read_object(path: Path, rebuild: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(path, "", f"does not exist; {rebuild}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(path, "", f"not valid JSON ({exc}); {rebuild}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(path, "", f"must hold a JSON object; {rebuild}")
-    return _check_version(data, path)
+    return _check_version(read_json_object(path, rebuild), path)
 
 
 # ----------------------------------------------------------------------------------------------- split files

@@ -8,6 +8,7 @@ that names the file, the field path and the fix. One mechanism serves the task s
 from __future__ import annotations
 
 import dataclasses
+import json
 import difflib
 import types
 import typing
@@ -186,6 +187,19 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def read_json_object(path: Path, fix: str) -> dict[str, Any]:
+    """Read a JSON object written by a stage; every error names the file and says ``fix``."""
+    if not path.is_file():
+        raise ConfigError(path, "", f"does not exist; {fix}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(path, "", f"not valid JSON ({exc}); {fix}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, "", f"must hold a JSON object; {fix}")
+    return data
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

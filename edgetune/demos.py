@@ -8,12 +8,11 @@ the user's command as chat turns, exactly the chat the optimizer scored.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgetune.config import ConfigError
+from edgetune.config import ConfigError, read_json_object
 from edgetune.rundir import atomic_write_json
 
 DEMOS_FILE = "demos.json"
@@ -40,13 +39,8 @@ def write_demos(path: Path, demos: Demos) -> Path:
 def read_demos(path: Path) -> Demos:
     """Read and check ``path``; errors name the file, the field and the fix."""
     fix = "re-run `python -m train prompt-opt --run RUN` (or `make compare`)"
-    if not path.is_file():
-        raise ConfigError(path, "", f"does not exist; {fix}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(path, "", f"not valid JSON ({exc}); {fix}") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+    data = read_json_object(path, fix)
+    if data.get("schema") != SCHEMA:
         raise ConfigError(path, "schema", f"expected {SCHEMA!r}; {fix}")
     pairs = data.get("pairs")
     if not isinstance(pairs, list):

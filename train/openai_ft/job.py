@@ -65,13 +65,10 @@ def fine_tune(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Endpoi
     return watch(run_dir, config, client, record)
 
 
-
 def attach(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Endpoint,
            job_id: str | None = None) -> FineTuneRecord:
     """Watch ``job_id`` (default: the recorded job) to its end; a job not recorded here is adopted by this run."""
-    recorded = _recorded(run_dir, credentials, job_id)
-    client = connect(credentials, config)
-    record = recorded or _adopt(client, credentials, job_id)
+    client, record = _job(run_dir, config, credentials, job_id)
     if record.status == "succeeded" and record.model:
         print(f"job {record.job_id} already succeeded: {record.model}")
         return record
@@ -81,14 +78,20 @@ def attach(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Endpoint,
 def cancel(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Endpoint,
            job_id: str | None = None) -> FineTuneRecord:
     """Cancel ``job_id`` (default: the recorded job) and record it as cancelled."""
-    recorded = _recorded(run_dir, credentials, job_id)
-    client = connect(credentials, config)
-    record = recorded or _adopt(client, credentials, job_id)
+    client, record = _job(run_dir, config, credentials, job_id)
     job = client.fine_tuning.jobs.cancel(record.job_id)
     record.status = job.status
     save_record(run_dir, record)
     print(f"job {job.id}: {job.status}")
     return record
+
+
+def _job(run_dir: RunDir, config: OpenAIFineTuneConfig, credentials: Endpoint,
+         job_id: str | None) -> tuple["OpenAI", FineTuneRecord]:
+    """A client and the job to act on: the recorded one, or ``job_id`` adopted by this run."""
+    recorded = _recorded(run_dir, credentials, job_id)
+    client = connect(credentials, config)
+    return client, recorded or _adopt(client, credentials, job_id)
 
 
 def _recorded(run_dir: RunDir, credentials: Endpoint, job_id: str | None) -> FineTuneRecord | None:
