@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import logging
 import threading
 import time
@@ -127,10 +128,12 @@ class _Timer:
 
 
 class SequencePool:
-    """The engine's N sequence ids and a bounded FIFO of requests waiting for one. Lives on the event loop thread."""
+    """The engine's N sequence ids and a bounded FIFO of requests waiting for one. Lives on the event loop thread.
+    The lowest free id goes first, so the busy ids stay consecutive: llama.cpp decodes consecutive sequences in
+    one ubatch (edgetune.engine's _step)."""
 
     def __init__(self, sequences: list[int], queue: int):
-        self._free = collections.deque(sequences)
+        self._free = sorted(sequences)  # a heap
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
         self.size = len(sequences)
         self.queue = queue
@@ -146,7 +149,7 @@ class SequencePool:
     async def acquire(self, timeout: float | None) -> int:
         """A free sequence id; PoolFull at once when the queue is full, QueueTimeout when ``timeout`` passes."""
         if self._free and not self.waiting:
-            return self._free.popleft()
+            return heapq.heappop(self._free)
         if self.waiting >= self.queue:
             raise PoolFull(f"all {self.size} sequences busy and {self.queue} requests already waiting")
         waiter = asyncio.get_running_loop().create_future()
@@ -171,7 +174,7 @@ class SequencePool:
             if not waiter.done():
                 waiter.set_result(seq_id)
                 return
-        self._free.append(seq_id)
+        heapq.heappush(self._free, seq_id)
 
 
 class LocalBackend:
