@@ -16,6 +16,7 @@ class BenchConfig:
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  #: in-flight request counts to sweep
     requests: int = 24  #: requests per concurrency level (at least the concurrency itself); 24 keeps make bench ~3 min
     rate: float = 0.0  #: request arrivals per second (Poisson); 0 = closed loop, each worker sends back to back
+    rounds: int = 2  #: each level is sent in this many rounds, the targets taking turns (fair on a busy machine)
     warmup: int = 2  #: unmeasured requests per target before the sweep (load pages, fill caches)
     max_tokens: int = 64  #: output cap per latency request (0 = the bundle's sampling.max_tokens); keeps make bench short
     quality_prompts: int = 24  #: prompts answered whole (the bundle's max_tokens) per target for the quality table
@@ -40,6 +41,8 @@ class BenchConfig:
             yield "requests", f"must be >= 1, got {self.requests}"
         if self.rate < 0:
             yield "rate", f"must be >= 0 requests/s (0 = closed loop), got {self.rate}"
+        if self.rounds < 1:
+            yield "rounds", f"must be >= 1, got {self.rounds}"
         if self.warmup < 0:
             yield "warmup", f"must be >= 0, got {self.warmup}"
         if self.quality_prompts < 0:

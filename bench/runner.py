@@ -10,6 +10,7 @@ Writes runs/RUN/bench/: bench.json (every request's timings + a summary), bench.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -19,7 +20,7 @@ from typing import Any, Callable, ContextManager, Sequence
 from bench.config import BenchConfig
 from bench.loadgen import Target, run_level
 from bench.report import SCHEMA
-from bench.stats import Sample, ratio, summarize_level
+from bench.stats import Sample, level_wall_s, ratio, summarize_level
 from edgetune.config import to_dict
 from edgetune.rundir import RunDir, atomic_write_json
 
@@ -122,7 +123,8 @@ def summarize(targets: dict[str, Any], levels: Sequence[int], model_bytes: int, 
 
 
 def _openers(config: BenchConfig, workload, run_dir: RunDir, n_threads: int) -> dict[str, Callable[[], ContextManager]]:
-    """How to open each target of the run, in the order they are benched (one at a time: no CPU contention)."""
+    """How to open each target of the run. All stay open together, but only one is sent requests at a time (no
+    CPU contention between them)."""
     from bench import targets as t
 
     log_dir = run_dir.bench / "logs"
@@ -168,20 +170,30 @@ def run(config: BenchConfig) -> Path:
     targets: dict[str, dict[str, Any]] = {}
     samples: list[Sample] = []
     timings: dict[str, float] = {}
-    with tqdm(total=sum(per_target.values()), unit="req", desc="bench", dynamic_ncols=True) as bar:
+    with contextlib.ExitStack() as stack, tqdm(total=sum(per_target.values()), unit="req", desc="bench",
+                                               dynamic_ncols=True) as bar:
+        opened: dict[str, Target] = {}
         for name, opener in openers.items():
             bar.set_postfix_str(f"{name}: starting")
             t0 = time.perf_counter()
             try:
-                with opener() as target:
-                    targets[name] = _bench_target(target, workload, config, levels, warm, plan, samples, bar,
-                                                  quality)
+                opened[name] = stack.enter_context(opener())
             except TargetUnavailable as exc:
                 targets[name] = {"status": "skipped", "note": str(exc), "levels": []}
                 bar.total -= per_target[name]
                 bar.refresh()
                 tqdm.write(f"bench: {name} skipped: {exc}")
+            else:
+                _warm_up(opened[name], workload, warm, config, bar)
             timings[name] = time.perf_counter() - t0
+        measured = _sweep(opened, workload, config, levels, plan, bar, timings)
+        for name, target in opened.items():
+            t0 = time.perf_counter()
+            bar.set_postfix_str(f"{name}: quality")
+            targets[name] = _entry(target, measured[name], levels, _quality(target, workload, config, quality))
+            samples.extend(s for chunk in measured[name].values() for s in chunk["samples"])
+            timings[name] += time.perf_counter() - t0
+    targets = {name: targets[name] for name in openers}  # the report's order, whatever was skipped
 
     summary = summarize(targets, levels, workload.deployed.model_bytes, bandwidth["gb_per_s"])
     environment["load_average_after"] = list(os.getloadavg())
@@ -207,35 +219,66 @@ def run(config: BenchConfig) -> Path:
     return bench_json
 
 
-def _bench_target(target: Target, workload, config: BenchConfig, levels: Sequence[int], warm: Sequence[int],
-                  plan: dict[int, list[int]], samples: list[Sample], bar, quality: Sequence[int]) -> dict[str, Any]:
-    """Warm one target up, sweep its concurrency levels, then answer the quality prompts whole; append its latency
-    samples; return its summary entry."""
-    target_levels = [c for c in levels if c <= (getattr(target, "max_concurrency", None) or c)]
+def _allowed(target: Target, levels: Sequence[int]) -> list[int]:
+    return [c for c in levels if c <= (getattr(target, "max_concurrency", None) or c)]
+
+
+def _warm_up(target: Target, workload, warm: Sequence[int], config: BenchConfig, bar) -> None:
+    """Short answers, as many at once as the target has llama.cpp sequences: each gets its KV pages and the
+    prompt prefix warm (a cold one would skew the first level that uses it)."""
+    if not warm:
+        return
     bar.set_postfix_str(f"{target.name}: warm-up")
-    if warm:
-        # Short answers, as many at once as the target has llama.cpp contexts: each gets its pages and prompt
-        # prefix warm (a pool hands contexts out round-robin, so a cold one would skew the next level).
-        slots = getattr(target, "slots", 1)
-        requests = [(i, workload.prompts[i]) for i in (warm * slots)[:max(len(warm), slots)]]
-        run_level(target, requests, slots, deadline_s=config.request_timeout_s, max_tokens=WARMUP_MAX_TOKENS)
-    summaries, mine = [], []
-    for c in target_levels:
-        bar.set_postfix_str(f"{target.name}: concurrency {c}")
-        requests = [(i, workload.prompts[i]) for i in plan[c]]
-        level = run_level(target, requests, c, rate=config.rate, seed=config.seed + c,
-                          deadline_s=config.request_timeout_s, on_done=lambda _: bar.update())
-        summaries.append(summarize_level(level, c))
-        mine.extend(level)
-    samples.extend(mine)
-    bar.set_postfix_str(f"{target.name}: quality")
-    entry = {"status": "ok", "endpoint": getattr(target, "endpoint", ""), "levels": summaries,
-             "quality": _quality(target, workload, config, quality)}
+    slots = getattr(target, "slots", 1)
+    requests = [(i, workload.prompts[i]) for i in (warm * slots)[:max(len(warm), slots)]]
+    run_level(target, requests, slots, deadline_s=config.request_timeout_s, max_tokens=WARMUP_MAX_TOKENS)
+
+
+def _rounds(requests: int, concurrency: int, rounds: int) -> int:
+    """Rounds a level is split into: each round's share keeps every one of ``concurrency`` workers busy."""
+    return max(1, min(rounds, requests // concurrency))
+
+
+def _sweep(opened: dict[str, Target], workload, config: BenchConfig, levels: Sequence[int],
+           plan: dict[int, list[int]], bar, timings: dict[str, float]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Every level of every target, in ``config.rounds`` rounds: within a round the targets take turns (the order
+    rotates each round), so a machine that gets busier or quieter during the run weighs on every target alike.
+    Per target and level: its samples and the summed wall time of its rounds."""
+    measured = {name: {c: {"samples": [], "wall_s": 0.0} for c in _allowed(t, levels)} for name, t in opened.items()}
+    names = list(opened)
+    for r in range(config.rounds):
+        order = names[r % len(names):] + names[:r % len(names)] if names else []
+        for c in levels:
+            n = _rounds(len(plan[c]), c, config.rounds)
+            if r >= n:
+                continue
+            share = plan[c][r * len(plan[c]) // n:(r + 1) * len(plan[c]) // n]
+            for name in order:
+                if c not in measured[name]:
+                    continue
+                bar.set_postfix_str(f"{name}: concurrency {c}, round {r + 1}/{n}")
+                t0 = time.perf_counter()
+                chunk = run_level(opened[name], [(i, workload.prompts[i]) for i in share], c, rate=config.rate,
+                                  seed=config.seed + c + 1000 * r, deadline_s=config.request_timeout_s,
+                                  on_done=lambda _: bar.update())
+                spent = time.perf_counter() - t0
+                measured[name][c]["samples"].extend(chunk)
+                measured[name][c]["wall_s"] += level_wall_s(chunk)
+                timings[name] += spent
+    return measured
+
+
+def _entry(target: Target, measured: dict[int, dict[str, Any]], levels: Sequence[int],
+           quality: dict[str, Any] | None) -> dict[str, Any]:
+    """A target's summary entry: its levels, the quality table's row, what the server said about itself."""
+    entry = {"status": "ok", "endpoint": getattr(target, "endpoint", ""),
+             "levels": [summarize_level(m["samples"], c, m["wall_s"]) for c, m in measured.items()],
+             "quality": quality}
     if getattr(target, "info", None):
         entry["server_info"] = target.info
     notes = [getattr(target, "note", "")]
-    if len(target_levels) < len(levels):
-        notes.append(f"one request at a time (one sequence); measured at concurrency {target_levels}")
+    if len(measured) < len(levels):
+        notes.append(f"one request at a time (one sequence); measured at concurrency {list(measured)}")
     if any(notes):
         entry["note"] = "; ".join(n for n in notes if n)
     return entry

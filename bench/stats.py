@@ -66,12 +66,18 @@ def distribution(values: Sequence[float]) -> dict[str, float] | None:
     return out
 
 
-def summarize_level(samples: Sequence[Sample], concurrency: int) -> dict[str, Any]:
-    """What one concurrency level of one target measured."""
-    ok = [s for s in samples if s.ok]
-    wall_s = max((s.start_s + s.e2e_ms / 1e3 for s in samples), default=0.0) - min(
+def level_wall_s(samples: Sequence[Sample]) -> float:
+    """From the first send to the last answer's end of samples sent together (one run_level)."""
+    return max((s.start_s + s.e2e_ms / 1e3 for s in samples), default=0.0) - min(
         (s.start_s for s in samples), default=0.0
     )
+
+
+def summarize_level(samples: Sequence[Sample], concurrency: int, wall_s: float | None = None) -> dict[str, Any]:
+    """What one concurrency level of one target measured; ``wall_s``: the level's time when it was sent in rounds
+    (the sum of each round's wall time), else the samples' own span."""
+    ok = [s for s in samples if s.ok]
+    wall_s = level_wall_s(samples) if wall_s is None else wall_s
     total_tokens = sum(s.tokens for s in ok)
     return {
         "concurrency": concurrency,
