@@ -19,7 +19,9 @@ class Sample:
     start_s: float  #: send time relative to the start of its concurrency level
     e2e_ms: float  #: send -> last byte
     ttft_ms: float | None = None  #: send -> first non-empty text (None when no text came back)
-    tokens: int = 0  #: output tokens (engine-reported where available, else one per streamed delta)
+    # one per streamed piece, for every target alike: a piece is one token unless text was held back (the possible
+    # start of a stop string, a split UTF-8 character)
+    tokens: int = 0  #: output tokens
     itl_ms: list[float] = field(default_factory=list)  #: gaps between consecutive streamed deltas
     status: str = "ok"  #: "ok", or the error (type: message) that ended the request
     text: str = ""
