@@ -90,7 +90,7 @@ def offload() -> dict[str, Any]:
     layer count actually offloaded is the server's, in the edgetune target's server_info: gpu_layers)."""
     import llama_cpp
 
-    from edgetune.engine import backend_name, resolve_gpu_layers
+    from edgetune.llama import backend_name, resolve_gpu_layers
 
     layers = resolve_gpu_layers(-1)
     return {"supported": bool(llama_cpp.llama_supports_gpu_offload()), "auto_gpu_layers": "all" if layers else 0,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from edgetune.engine import GrammarError
+from edgetune.sampling import GrammarError
 from edgetune.llama import _child_env, exit_reason
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ def _serve(model_path: str, memory_bytes: int) -> int:
     import llama_cpp
     import numpy as np
 
-    from edgetune.engine import grammar_allows, init_grammar
+    from edgetune.sampling import grammar_allows, init_grammar
     from edgetune.llama import construct
 
     llm = construct(model_path, vocab_only=True, verbose=False)

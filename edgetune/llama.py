@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -210,3 +211,21 @@ def _probe_main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_probe_main(sys.argv[1:]))
+
+
+def resolve_gpu_layers(n_gpu_layers: int) -> int:
+    """``-1`` (auto): every layer when this llama.cpp build can offload to a GPU, none otherwise."""
+    import llama_cpp
+
+    if n_gpu_layers >= 0:
+        return n_gpu_layers
+    return 2**31 - 1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+def backend_name(offloaded: int) -> str:
+    """The device llama.cpp runs the offloaded layers on (from its system info: CUDA, Metal, Vulkan, ...); CPU."""
+    import llama_cpp
+
+    names = re.findall(r"(\w+) : ", llama_cpp.llama_print_system_info().decode("utf-8", "replace"))
+    gpus = [name for name in names if name != "CPU"]
+    return gpus[0] if offloaded and gpus else "CPU"

@@ -269,7 +269,7 @@ def _grammar_accepts(vocab: Any, grammar: str, answer: "Outcome", close_after: i
     time. This is the rejection test the engine itself does."""
     import llama_cpp
 
-    from edgetune.engine import GrammarError, init_grammar
+    from edgetune.sampling import GrammarError, init_grammar
 
     if answer.stop_token is None or len(answer.tokens) >= close_after:
         return False

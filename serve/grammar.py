@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any
 
-from edgetune.engine import GrammarError
+from edgetune.sampling import GrammarError
 
 MAX_NESTING = 64  #: GBNF parentheses inside each other
 MAX_RULES = 1024  #: GBNF rule definitions

@@ -41,7 +41,7 @@ class GrammarCheck:
     """llama.cpp's grammar sampler for one answer: which tokens it allows next, over a GGUF's vocabulary."""
 
     def __init__(self, vocab: "Vocabulary", gbnf: str):
-        from edgetune.engine import init_grammar
+        from edgetune.sampling import init_grammar
 
         self.vocab = vocab
         self.sampler = init_grammar(vocab.handle, gbnf)

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from edgetune.engine import Engine, Request, close_reserve, longest_items
+from edgetune.engine import Engine, Request
+from edgetune.sampling import close_reserve, longest_items
 
 COMMANDS = ["go to the kitchen", "stand up and wave hello", "report your battery", "find the keys in the lab"]
 ENDLESS = 'root ::= "la " root'
@@ -81,7 +82,7 @@ def _admits(engine, grammar, prefix, token):
 
     import llama_cpp
 
-    from edgetune.engine import init_grammar
+    from edgetune.sampling import init_grammar
 
     sampler = init_grammar(engine.vocab, grammar)
     try:

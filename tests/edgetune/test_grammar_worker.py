@@ -7,7 +7,7 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from edgetune.engine import GrammarError
+from edgetune.sampling import GrammarError
 from edgetune.grammar_worker import CustomGrammar, GrammarRejected, GrammarWorker, gbnf_from_json_schema
 from tests.hostile import PARENS, REPEATS, WEDGE
 
