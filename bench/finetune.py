@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgetune.artifacts import read_split, split_path
     from edgetune.base_model import ensure_hf_checkpoint, resolve_base_model
     from edgetune.rundir import RunDir
-    from train.finetune import cpu_has_native_bf16
+    from train.finetune_setup import cpu_has_native_bf16
     from train.sft_data import encode_all, ensure_chat_template
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)

@@ -12,6 +12,10 @@ from edgetune.config import load, read_yaml
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 
 
+class FinetuneError(RuntimeError):
+    """The job cannot run as configured; the message names the cause and the fix."""
+
+
 @dataclass
 class LoraSettings:
     """The LoRA adapter."""

@@ -22,6 +22,7 @@ with the same settings makes no LM call). The run manifest's ``prompt_opt`` stag
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -32,7 +33,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
-from bench.targets import TargetUnavailable
 from edgetune import endpoint
 from edgetune.artifacts import read_split, split_path
 from edgetune.cli import Stage
@@ -149,6 +149,26 @@ def _optimizer(config: PromptOptConfig, task: TaskSpec) -> Any:
     return dspy.BootstrapFewShot(**common)
 
 
+class LMUnavailable(RuntimeError):
+    """The optimizer's local LM server did not start; the message says why and where its log is."""
+
+
+@contextlib.contextmanager
+def _started(server: Any) -> Iterator[Any]:
+    """Run ``server`` (bench's ServerProcess) for the block; its failure to start is an LMUnavailable, so this module
+    needs bench only once it starts a server, not at import (train does not depend on bench)."""
+    from bench.targets import TargetUnavailable
+
+    try:
+        server.__enter__()
+    except TargetUnavailable as exc:
+        raise LMUnavailable(str(exc)) from exc
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def _local_lm_server(config: PromptOptConfig, run_dir: RunDir):
     """llama_cpp.server on a free loopback port serving ``config.model`` (the embedded base by default)."""
     from bench.targets import ServerProcess, _http_ok, default_threads, free_port
@@ -165,7 +185,7 @@ def _local_lm_server(config: PromptOptConfig, run_dir: RunDir):
     base = f"http://127.0.0.1:{port}/v1"
     server = ServerProcess("llama_cpp.server", argv, run_dir.prompt_opt / "logs" / "llama_cpp_server.log",
                            lambda: _http_ok(f"{base}/models"), config.startup_timeout_s)
-    return server, base, alias, str(model)
+    return _started(server), base, alias, str(model)
 
 
 def _evaluate(program: Any, task: TaskSpec, examples: list[Any]) -> dict[str, Any]:
@@ -175,8 +195,6 @@ def _evaluate(program: Any, task: TaskSpec, examples: list[Any]) -> dict[str, An
 
 def run(run: str, config: PromptOptConfig, runs_dir: str | Path | None = None) -> Path:
     """Optimize the program for ``runs/RUN``; returns the path of demos.json."""
-    import contextlib
-
     dspy = _import_dspy()
     run_dir = RunDir.named(run, runs_dir)
     out = run_dir.prompt_opt
@@ -246,7 +264,7 @@ def _run(config: PromptOptConfig, run_dir: RunDir, args) -> None:
 
 
 STAGE = Stage(prog="python -m train prompt-opt", config=PromptOptConfig, run=_run, doc=__doc__, reads_run=True,
-              bad_input=(ValueError,), failed=(TargetUnavailable, ModelFetchError))
+              bad_input=(ValueError,), failed=(LMUnavailable, ModelFetchError))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Word lists of the robot_sdk synthesizer (train/synth.py): what people name, where, and what the robot refuses.
+"""Word lists of the robot_sdk synthesizer (train/synth.py): what people name, where, what the robot refuses, and
+the phrase tables (verbs, directions, speeds, postures, the wrappers around a command).
 
 Kept apart from the grammar so the lists can grow without touching the rules. Objects and surfaces are open
 vocabulary in the contract (lower-case ``a-z0-9 -``, at most 40 characters): the lists are large so the test split
@@ -249,3 +250,125 @@ CONTEXT = [
     "Good morning!", "So,", "Alright,", "Ugh, my back hurts.", "I'm heading out soon.", "We have guests coming.",
     "It's raining outside.", "I can't get up right now.", "Oh, one more thing.",
 ]
+
+
+# How the verbs, directions, speeds and wrappers of a command are said, and the calls the fixed ones mean.
+GO_VERBS = ["go to", "head to", "navigate to", "drive to", "go over to", "make your way to", "walk to", "move to",
+            "head over to", "get to", "proceed to", "go into", "come to", "travel to", "pop over to", "run to",
+            "go straight to", "go on over to", "take yourself to", "roll over to"]
+RETURN_VERBS = ["come back to", "return to", "go back to", "head back to"]
+FIND_VERBS = ["find", "look for", "locate", "search for", "try to find", "see if you can find", "look around for",
+              "hunt for", "spot", "check for", "track down", "go find", "go look for", "have a look for"]
+PICK_VERBS = ["pick up", "grab", "take", "get hold of", "grasp", "lift", "collect", "pick", "snag", "get"]
+BRING_ME = ["bring me", "fetch me", "get me", "hand me", "give me", "grab me", "pass me", "bring"]
+CARRY = ["bring", "take", "carry", "move", "deliver"]
+PUT = ["put", "place", "set", "leave", "drop", "stick"]
+
+#: direction -> (phrasings of a move in that direction)
+DIRECTIONS = {
+    "forward": ["walk forward", "move forward", "go forward", "move ahead", "walk straight ahead", "go straight",
+                "head forward", "step forward", "drive forward", "advance", "walk straight"],
+    "backward": ["walk backward", "move backward", "back up", "walk backwards", "go backward", "reverse",
+                 "step back", "move back", "go backwards"],
+    "left": ["sidestep to the left", "strafe left", "step sideways to the left", "shuffle left", "move to the left",
+             "slide left", "side-step left", "step left", "sidestep left", "move sideways to the left"],
+    "right": ["sidestep to the right", "strafe right", "step sideways to the right", "shuffle right",
+              "move to the right", "slide right", "side-step right", "step right", "sidestep right",
+              "move sideways to the right"],
+    "turn_left": ["turn left", "rotate left", "spin to the left", "turn counterclockwise", "rotate counterclockwise",
+                  "turn to the left", "spin left", "rotate to the left"],
+    "turn_right": ["turn right", "rotate right", "spin to the right", "turn clockwise", "rotate clockwise",
+                   "turn to the right", "spin right", "rotate to the right"],
+}
+#: untimed moves ("start walking forward"): gerund phrasings
+START_FORMS = {
+    "forward": ["start walking forward", "start moving forward", "keep going forward", "keep walking forward",
+                "begin walking forward", "start heading forward", "keep moving ahead"],
+    "backward": ["start walking backward", "start backing up", "keep backing up", "start moving backward",
+                 "keep going backwards"],
+    "left": ["start sidestepping to the left", "start strafing left", "keep sliding left",
+             "start moving to the left"],
+    "right": ["start sidestepping to the right", "start strafing right", "keep sliding right",
+              "start moving to the right"],
+    "turn_left": ["start turning left", "keep turning left", "start rotating left", "begin turning left",
+                  "start spinning to the left"],
+    "turn_right": ["start turning right", "keep turning right", "start rotating right", "begin turning right",
+                   "start spinning to the right"],
+}
+SPEED_WORDS = {"slow": ["slowly", "slow", "gently", "carefully", "at a slow pace", "nice and slow", "at a crawl",
+                        "real slow", "at low speed", "slowly please"],
+               "normal": ["", "", "", "", "at normal speed", "at a normal pace", "at regular speed",
+                          "at a moderate speed", "at an average pace", "at a steady pace", "at medium speed"],
+               "fast": ["quickly", "fast", "quick", "briskly", "at a fast pace", "rapidly", "at high speed",
+                        "speedily", "at a quick pace", "in a hurry"]}
+#: the raw sport.Move argument and sign of each direction (explicit speeds: "back up at 0.4 m/s" -> vx=-0.4)
+AXIS = {"forward": ("vx", 1), "backward": ("vx", -1), "left": ("vy", 1), "right": ("vy", -1),
+        "turn_left": ("vyaw", 1), "turn_right": ("vyaw", -1)}
+#: a raw sport.Move per explicit speed: forward/back m/s on vx, sidestep on vy, turning rad/s on vyaw
+RAW_SPEEDS = {"vx": [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.9, 1.0, 0.5], "vy": [0.1, 0.2, 0.4, 0.3],
+              "vyaw": [0.2, 0.4, 0.6, 0.8, 1.2]}
+
+POSTURES = {
+    "sport.StandUp": ["stand up", "get up", "get on your feet", "rise", "stand", "up you get", "stand up straight"],
+    "sport.StandDown": ["lie down", "lay down", "stand down", "lie down on the floor", "get down and lie flat",
+                        "lie flat"],
+    "sport.Sit": ["sit", "sit down", "take a seat", "have a seat", "sit down now", "park yourself and sit"],
+    "sport.RecoveryStand": ["recover", "do a recovery stand", "recover from the fall", "you fell over, recover",
+                            "do a recovery"],
+    "sport.BalanceStand": ["balance", "do a balance stand", "stand balanced", "balance yourself", "hold a balance"],
+    "sport.Hello": ["wave hello", "wave", "give a wave", "wave at me", "wave to the guests", "do the hello gesture",
+                    "give me a wave"],
+    "sport.Stretch": ["stretch", "do a stretch", "have a stretch", "stretch your legs", "stretch out"],
+    "sport.Damp": ["damp the motors", "go limp", "damp all motors", "do an emergency soft stop",
+                   "relax your motors", "cut motor power softly"],
+    "sport.StopMove": ["stop", "stop moving", "halt", "freeze", "stand still", "stop right there", "hold still"],
+}
+SIMPLE = {
+    "nav.dock": ["go to the charging dock", "dock", "go dock yourself", "return to your charging station",
+                 "go recharge", "head back to the dock", "go charge", "go to your charger", "go charge yourself",
+                 "go to the charger", "dock yourself", "go back to your dock", "go plug yourself in",
+                 "return to the dock", "recharge your battery", "go to your charging station"],
+    "nav.cancel": ["cancel the navigation", "cancel the current goal", "abort navigation", "stop navigating",
+                   "cancel your route", "cancel the trip", "abort the current goal", "cancel navigation"],
+    "perception.scan_area": ["scan the area", "look around", "scan the room", "map your surroundings",
+                             "survey the room", "take a look around", "scan your surroundings", "have a look around"],
+    "arm.home": ["stow your arm", "retract the arm", "put your arm away", "move the arm to its home position",
+                 "home the arm", "fold your arm", "tuck your arm in", "stow the arm"],
+    "status.report_battery": ["report your battery level", "tell me your battery level", "check the battery",
+                              "how much battery do you have", "what's your battery at", "battery status", "what's your battery level",
+                              "how much battery is left",
+                              "how's your battery", "check your battery", "report the battery",
+                              "tell me how much charge you have left"],
+    "status.report_state": ["report your status", "give me a status report", "report your state",
+                            "check for faults", "tell me your current state", "status report", "report your mode",
+                            "any faults"],
+    "status.report_position": ["report your position", "tell me where you are", "where are you",
+                               "report your location", "give me your current position", "what's your location",
+                               "tell me your position"],
+    "camera.take_photo": ["take a photo", "take a picture", "snap a photo", "capture an image", "take a snapshot",
+                          "take a pic", "snap a picture", "grab a photo", "take one photo"],
+}
+TERSE = {"status.report_battery": ["battery?", "battery level?", "battery"],
+         "status.report_position": ["position?", "location?"], "status.report_state": ["status?", "status"],
+         "camera.take_photo": ["photo", "picture, please", "photo now"], "nav.dock": ["dock.", "charge.", "dock now"],
+         "sport.Sit": ["sit!", "sit."], "sport.StopMove": ["stop!", "stop.", "halt!"]}
+WAIT_VERBS = ["wait", "wait for", "pause for", "hold on for", "stay put for", "stay still for", "hang on for",
+              "hold for", "give it", "wait around for", "pause", "stay there for", "do nothing for"]
+SAY_VERBS = ["say", "announce", "say out loud", "speak the words", "shout", "tell everyone", "yell", "call out",
+             "read out", "declare"]
+TELL = ["tell everyone", "tell everyone that", "let everyone know", "let everyone know that", "announce that",
+        "announce", "say", "say that", "tell the family that", "tell the room that", "let them know that"]
+QUESTION_PREFIX = ["could you ", "can you ", "would you ", "can you please ", "could you please ",
+                   "hey buddy, could you ", "hey robot, can you ", "robot, could you ", "would you kindly ",
+                   "do you think you could ", "any chance you could ", "is it possible to ", "can u "]
+PREFIX = ["", "", "", "", "", "", "please ", "please, ", "hey robot, ", "robot, ", "I need you to ",
+          "I'd like you to ", "okay, ", "ok ", "go ahead and ", "I was wondering if you could ",
+          "when you get a chance, ",
+          "do me a favor and ", "if you don't mind, ", "whenever you're ready, ", "quick one: ", "alright, ",
+          "listen, ", "yo, ", "hey, ", "so ", "right, ", "um, ", "hey there, ", "buddy, ", "now ", "ok robot, ",
+          "your next task: ", "new task: ", "I want you to ", "you need to ", "time to ", "let's "]
+SUFFIX = ["", "", "", "", "", " please", ", please", ", thanks", ", thank you", " thx", ", would you", ", ok",
+          " asap", " right now", " now", ", if you can", " when you have a minute", " pls", ", thanks a lot",
+          ", cheers", " for me", ", buddy", " thank you so much"]
+SENTENCE_PREFIX = ["", "", "", "", "Hey robot. ", "Robot, listen. ", "Okay. ", "Hi. ", "Please do this. ",
+                   "New task. ", "Here's what I need. ", "Alright. ", "Ok so. "]

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgetune.contract import Score
+from edgetune.contract_scorer import Score
 from edgetune.task import TaskSpec
 from train.sft_data import render_prompt
 

@@ -68,12 +68,18 @@ def parse_json_answer(content: str | None) -> object:
         return json.loads(text[start:end + 1])
 
 
+def _listed(content: str | None, key: str) -> list:
+    """The JSON list under ``key`` in a teacher answer, or the answer itself when it is a bare list."""
+    data = parse_json_answer(content)
+    items = data.get(key) if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise ValueError(f'expected {{"{key}": [...]}}')
+    return items
+
+
 def examples_from_answer(content: str | None, source: str = "teacher") -> list[Example]:
     """Examples in a generation answer; raises ValueError when the answer is malformed."""
-    data = parse_json_answer(content)
-    items = data.get("examples") if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        raise ValueError('expected {"examples": [...]}')
+    items = _listed(content, "examples")
     out = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("user"), str):
@@ -89,10 +95,8 @@ def examples_from_answer(content: str | None, source: str = "teacher") -> list[E
 
 
 def paraphrases_from_answer(content: str | None, commands: list[Example]) -> list[Example]:
-    data = parse_json_answer(content)
-    items = data.get("paraphrases") if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        raise ValueError('expected {"paraphrases": [...]}')
+    """Paraphrases of ``commands`` (by id) in an answer, each keeping its command's answer; ValueError if none."""
+    items = _listed(content, "paraphrases")
     out = []
     for item in items:
         if isinstance(item, dict) and isinstance(item.get("id"), int) and 0 <= item["id"] < len(commands) \

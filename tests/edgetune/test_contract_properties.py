@@ -2,7 +2,7 @@
 random allowlists with exclusive calls and expansions), an answer is valid only in its canonical spelling (any other
 form Python reads as the same call is refused, naming the canonical text), an accepted item re-serializes to itself,
 and mutated answers are rejected with the right violation at the right item. The GBNF side is read
-by tests/edgetune/gbnf.py, written independently of edgetune.contract."""
+by tests/edgetune/gbnf.py, written independently of edgetune.contract_grammar."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgetune.contract import TEXT_CHARS, ArgSpec, ContractSpec
+from edgetune.contract import TEXT_CHARS, ArgSpec
 from edgetune.task import load_task
 from tests.edgetune import gbnf
 from tests.edgetune.strategies import contracts
@@ -162,7 +162,7 @@ def test_canonical_answers_are_valid_and_are_their_own_normal_form(calls):
     assert verdict.valid, verdict.violations
     assert verdict.compact == items
     assert verdict.normalized == json.dumps(verdict.compact)
-    # the robot gets API calls only: each item's expansion, in order (the tables are checked in test_contract.py)
+    # the robot gets API calls only: each item's expansion, in order (test_contract_validator.py checks the tables)
     expanded = [call for item in items for call in ROBOT.validate(json.dumps([item])).calls]
     assert verdict.calls == expanded
     assert all(call.split("(")[0] in ROBOT.api for call in verdict.calls)

@@ -10,7 +10,7 @@ import time
 import pytest
 from rapidfuzz import fuzz
 
-from train import synth, synth_vocab
+from train import synth, synth_phrasing, synth_vocab
 from train.data import DataConfig, main, run
 from edgetune.artifacts import SPLITS, read_split
 
@@ -199,8 +199,8 @@ def test_bring_me_x_im_in_y_goes_there_after_the_pick(commands):
 
 def test_typos_spare_number_words_and_protected_spans():
     rng = random.Random(0)
-    text = f"walk forward for three seconds and say {synth._SAY}Hello there{synth._SAY_END} to " \
-           f"{synth.keep('the attic')}"
+    text = f"walk forward for three seconds and say {synth_phrasing.SAY}Hello there{synth_phrasing.SAY_END} to " \
+           f"{synth_phrasing.keep('the attic')}"
     for _ in range(50):
         out = synth._typos(rng, text, 2)
         assert "three" in out and "Hello there" in out and "the attic" in out

@@ -91,31 +91,6 @@ def test_adapter_weights_changed_on_every_linear_layer(trained):
     assert all(w.abs().sum() > 0 for w in lora_b.values())  # lora_B starts at zero: non-zero means it trained
 
 
-def test_top_layers_adapts_only_the_top_decoder_layers_and_backward_stops_below(tiny_model):
-    """lora.top_layers=1 of 2: the adapter covers layer 1's linear modules only, and a backward pass computes no
-    gradient below it (the saving it is for)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from train.finetune import _lora_targets
-    from train.finetune_config import LoraSettings
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    targets = _lora_targets(model, LoraSettings(top_layers=1))
-    assert {name.split(".")[-1] for name in targets} == LINEAR_MODULES
-    assert {name.split(".layers.")[1].split(".")[0] for name in targets} == {"1"}
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets, task_type="CAUSAL_LM"))
-    seen = []
-    peft_model.base_model.model.model.layers[0].register_full_backward_hook(lambda *args: seen.append(0))
-    peft_model.base_model.model.model.layers[1].register_full_backward_hook(lambda *args: seen.append(1))
-    ids = torch.tensor([[5, 6, 7, 8]])
-    peft_model(input_ids=ids, labels=ids).loss.backward()
-    assert seen == [1]
-    with pytest.raises(ConfigError, match="lora.top_layers"):
-        _lora_targets(model, LoraSettings(top_layers=1, target_modules="no_such_proj"))
-
-
 def test_manifest_records_the_train_stage(trained, tiny_model):
     from edgetune.rundir import RunDir
 

@@ -86,3 +86,20 @@ def test_random_search_keeps_the_best_scoring_candidate(tmp_path, robot_task, em
     log = (tmp_path / "rs" / "prompt_opt" / "logs" / "llama_cpp_server.log").read_text()
     assert log.count("POST /v1/chat/completions") >= 3
     assert len(load_program(tmp_path / "rs" / "prompt_opt" / "program.json").demos) == len(demos.pairs) <= 2
+
+
+def test_an_lm_server_that_does_not_start_exits_1_naming_its_log(tmp_path, robot_task, capsys):
+    write_small_run(tmp_path / "bad", robot_task)
+    not_a_model = tmp_path / "not_a_model.gguf"
+    not_a_model.write_bytes(b"not a GGUF")
+    assert main(["--run", "bad", "--runs-dir", str(tmp_path), "--set", f"model={not_a_model}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: llama_cpp.server ") and "llama_cpp_server.log" in err
+
+
+def test_importing_the_stage_does_not_import_bench():
+    import subprocess
+    import sys
+
+    code = "import sys, train.prompt_opt; print(sorted(m for m in sys.modules if m.split('.')[0] == 'bench'))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
