@@ -73,7 +73,7 @@ def _convert(tp: Any, value: Any, source: str | Path | None, path: str) -> Any:
         return from_dict(tp, value, source=source, path=path)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            hint = f" (a list in YAML: {path.rsplit('.', 1)[-1]}=[{value}])" if isinstance(value, str) else ""
+            hint = f" (a list: [{value}]; on the command line {path}=[{value}])" if isinstance(value, str) else ""
             raise ConfigError(source, path, f"must be a list, got {type(value).__name__}{hint}")
         (item_tp, *_) = get_args(tp) or (Any,)
         items = [_convert(item_tp, v, source, _join(path, i)) for i, v in enumerate(value)]

@@ -328,3 +328,9 @@ def test_overrides_parse_yaml_scalars():
 def test_task_spec_is_a_typed_config_too():
     with pytest.raises(ConfigError, match="^<config>: contract: missing required field"):
         from_dict(TaskSpec, {"name": "x", "prompt": "p", "system": "s"})
+
+
+def test_a_string_for_a_list_says_how_to_write_the_list_with_its_dotted_name():
+    with pytest.raises(ConfigError) as caught:
+        load(StageConfig, None, ["lora.targets=q_proj"])
+    assert "lora.targets=[q_proj]" in caught.value.problem
