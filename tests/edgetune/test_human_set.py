@@ -99,13 +99,15 @@ def test_a_task_without_a_holdout_has_none():
 
 @pytest.mark.parametrize("seed_offset", [0, 1, 2])
 def test_no_generated_command_is_a_human_one_or_near_it(task, human, seed_offset):
-    """The synthesizer at the data config's seed and two others, 5000 commands each, measured with the gate's own
-    near-duplicate measure at the data stage's threshold."""
+    """The synthesizer at the data config's seed and two others, as many commands as the default data stage draws
+    (its sizes times the oversampling), measured with the gate's own near-duplicate measure at the data stage's
+    threshold."""
     from train.data import DataConfig
     from train.dataset import normalize_text, similar_across
     from train.synth import synthesize
 
-    generated = sorted({normalize_text(c.user) for c in synthesize(5000, task.data.seed + seed_offset, task.contract)})
+    drawn = int((task.data.train + task.data.val + task.data.test) * DataConfig().oversample) + 10
+    generated = sorted({normalize_text(c.user) for c in synthesize(drawn, task.data.seed + seed_offset, task.contract)})
     ours = [normalize_text(e.user) for e in human]
     assert not set(ours) & set(generated)
     close = [(ours[i], generated[j]) for i, j in similar_across(ours, generated, DataConfig().similarity)]
