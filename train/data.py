@@ -68,6 +68,12 @@ def _sizes(config: DataConfig, task) -> dict[str, int]:
             "test": config.test if config.test is not None else task.data.test}
 
 
+def synth_draw(total: int, oversample: float) -> int:
+    """How many synthesizer commands the data stage draws first for ``total`` examples (more only if the gate drops
+    too many): the holdout check covers this many."""
+    return int(total * oversample) + 10
+
+
 def _synth_candidates(task, n: int, seed: int) -> list[Example]:
     from train.synth import synthesize
 
@@ -94,7 +100,7 @@ def run(config: DataConfig) -> Path:
     inputs: dict = {"teacher": config.teacher, "seed": seed}
     import_stats = None
     if config.teacher == "synth":
-        want = int(total * config.oversample) + 10
+        want = synth_draw(total, config.oversample)
         while True:  # the synthesizer is prefix-stable under a seed: asking for more only appends
             candidates = _synth_candidates(task, want, seed)
             result = gate(task, candidates, config.similarity)

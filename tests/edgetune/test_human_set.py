@@ -102,11 +102,11 @@ def test_no_generated_command_is_a_human_one_or_near_it(task, human, seed_offset
     """The synthesizer at the data config's seed and two others, as many commands as the default data stage draws
     (its sizes times the oversampling), measured with the gate's own near-duplicate measure at the data stage's
     threshold."""
-    from train.data import DataConfig
+    from train.data import DataConfig, synth_draw
     from train.dataset import normalize_text, similar_across
     from train.synth import synthesize
 
-    drawn = int((task.data.train + task.data.val + task.data.test) * DataConfig().oversample) + 10
+    drawn = synth_draw(task.data.train + task.data.val + task.data.test, DataConfig().oversample)
     generated = sorted({normalize_text(c.user) for c in synthesize(drawn, task.data.seed + seed_offset, task.contract)})
     ours = [normalize_text(e.user) for e in human]
     assert not set(ours) & set(generated)
