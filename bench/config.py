@@ -18,8 +18,7 @@ class BenchConfig:
     rate: float = 0.0  #: request arrivals per second (Poisson); 0 = closed loop, each worker sends back to back
     rounds: int = 2  #: each level is sent in this many rounds, the targets taking turns (fair on a busy machine)
     warmup: int = 2  #: unmeasured requests per target before the sweep (load pages, fill caches)
-    max_tokens: int = 0  #: output cap per latency request; 0 = the bundle's sampling.max_tokens: whole answers, so every
-    #: target does the same work (under a cap, edgetune's close reserve ends an answer where others are cut)
+    max_tokens: int = 0  #: output cap per latency request; 0 = the bundle's max_tokens (whole answers: equal work)
     quality_prompts: int = 24  #: prompts answered whole (the bundle's max_tokens) per target for the quality table
     target: str = ""  #: host:port of an already-running edgetune server; empty = start one on a free port
     token: str = ""  #: bearer token for --target servers that require one
