@@ -12,8 +12,8 @@ decoder layers (backward stops below them) at a high learning rate, one pass ove
 adapter for the same config, data and base model is not retrained unless --force is given.
 
 Writes runs/RUN/adapter/: adapter_config.json + adapter_model.safetensors (PEFT), the tokenizer (with the chat
-template it was trained with), train_config.yaml, train_report.json, loss.png, versions.json; records stage "train"
-in the run manifest.
+template it was trained with), train_config.yaml, train_report.json, mistakes.jsonl (every wrong tuned answer,
+grammar on where measured), loss.png, versions.json; records stage "train" in the run manifest.
 
 This module is the job (the steps of ``run``, checkpoints, publishing, the CLI); what it runs on is
 train/finetune_setup.py (hardware, model, trainer), what it measures after training train/finetune_eval.py.

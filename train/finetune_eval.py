@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetune.rundir import atomic_write_json
+from train.dataset import write_jsonl
 from train.finetune_config import FinetuneConfig
 
 
@@ -36,7 +37,8 @@ def evaluate_base_and_tuned(config: FinetuneConfig, task: Any, model: Any, token
     """Base (adapter disabled; cached across runs) and tuned (adapter merged for speed) task metrics per set.
 
     ``sets`` maps a name (``test``, and ``human`` when the task has a held-out set) to conversations; the result maps
-    ``base``/``tuned`` to ``{set name: TaskEval dict}``. With ``vocabulary_gguf`` (a GGUF base model: the tuned
+    ``base``/``tuned`` to ``{set name: TaskEval dict}``; every wrong tuned answer goes to ``staging/mistakes.jsonl``
+    (the report keeps the first few). With ``vocabulary_gguf`` (a GGUF base model: the tuned
     model shares its vocabulary) the tuned answers are also scored grammar-constrained, as the robot gets them.
     """
     from train.task_eval import Vocabulary, answer_budget, evaluate
@@ -60,11 +62,14 @@ def evaluate_base_and_tuned(config: FinetuneConfig, task: Any, model: Any, token
     atomic_write_json(staging / "base_eval.json", {"key": key_base, "result": base})
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model.base_model, "is_loaded_in_4bit", False)
     tuned_model = model if quantized else model.merge_and_unload()  # merged: no adapter matmuls while decoding
-    tuned = {}
+    tuned, wrong = {}, []
     for name, convs in sets.items():
         subset = sample(convs, config.eval.test_examples, config.seed) if name == "test" else convs
-        tuned[name] = evaluate(tuned_model, tokenizer, task, subset, budgets[name], batch, f"eval tuned {name}",
-                               vocabulary=vocabulary).to_dict()
+        result = evaluate(tuned_model, tokenizer, task, subset, budgets[name], batch, f"eval tuned {name}",
+                          vocabulary=vocabulary)
+        tuned[name] = result.to_dict()
+        wrong += [{"set": name, **mistake} for mistake in result.wrong]
+    write_jsonl(staging / "mistakes.jsonl", wrong)
     if vocabulary is not None:
         vocabulary.close()
     for name in sets:

@@ -35,6 +35,13 @@ class TaskEval(Score):
     #: the same prompts decoded under the contract's grammar: Score fields + ``redecoded`` (answers the grammar
     #: rejected, decoded again constrained); None without a grammar or a GGUF vocabulary to run it on
     constrained: dict[str, Any] | None = None
+    #: every wrong answer (grammar on where it was measured, as the robot gets it), for mistakes.jsonl; not reported
+    wrong: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out.pop("wrong")
+        return out
 
 
 class GrammarCheck:
@@ -249,19 +256,26 @@ def evaluate(
         {"user": conv[-2]["content"], "expected": ref, "got": pred}
         for conv, ref, pred in zip(conversations, references, predictions)
         if task.contract.score([pred], [ref]).exact_match < 1.0
-    ][:keep_mistakes]
+    ]
     constrained = None
     if vocabulary is not None and gbnf and not give_up:
-        constrained = _constrained(model, tokenizer, task, prompts, references, predictions, tokens, vocabulary, gbnf,
-                                   max_new_tokens, batch_size, desc)
+        constrained, answers = _constrained(model, tokenizer, task, prompts, references, predictions, tokens,
+                                            vocabulary, gbnf, max_new_tokens, batch_size, desc)
+        wrong = [{"user": conv[-2]["content"], "expected": ref, "got": answer, "free": pred}
+                 for conv, ref, pred, answer in zip(conversations, references, predictions, answers)
+                 if task.contract.score([answer], [ref]).exact_match < 1.0]
+    else:
+        wrong = mistakes
     return TaskEval(**asdict(score), seconds=round(time.perf_counter() - started, 2), generated_tokens=generated,
-                    max_new_tokens=max_new_tokens, mistakes=mistakes, constrained=constrained)
+                    max_new_tokens=max_new_tokens, mistakes=mistakes[:keep_mistakes], constrained=constrained,
+                    wrong=wrong)
 
 
 def _constrained(model: Any, tokenizer: Any, task: TaskSpec, prompts: list[str], references: list[str],
                  predictions: list[str], tokens: list[list[int]], vocabulary: Vocabulary, gbnf: str,
-                 max_new_tokens: int, batch_size: int, desc: str) -> dict[str, Any]:
-    """The constrained score: free answers the grammar admits are kept, the others decoded again under it."""
+                 max_new_tokens: int, batch_size: int, desc: str) -> tuple[dict[str, Any], list[str]]:
+    """The constrained score and answers: free answers the grammar admits are kept, the others decoded again under
+    it."""
     end = stop_token_ids(tokenizer)[-1]
     rejected = []
     for i, answer in enumerate(tokens):
@@ -278,4 +292,4 @@ def _constrained(model: Any, tokenizer: Any, task: TaskSpec, prompts: list[str],
             grammar.close()
         for i, answer in zip(rejected, redone):
             answers[i] = answer
-    return {**task.contract.score(answers, references).to_dict(), "redecoded": len(rejected)}
+    return {**task.contract.score(answers, references).to_dict(), "redecoded": len(rejected)}, answers

@@ -19,6 +19,7 @@ from train.finetune_config import FinetuneConfig, load_config
 ADAPTER_FILES = {
     "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json",
     "chat_template.jinja", "train_config.yaml", "train_report.json", "loss.png", "versions.json", "base_eval.json",
+    "mistakes.jsonl",
 }
 LINEAR_MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
@@ -74,6 +75,17 @@ def test_run_writes_the_agreed_adapter_files(trained):
     assert report["wall_seconds"] > 0 and report["train_tokens_per_second"] > 0
     assert report["steps"] == 20 and report["hardware"]["processes"] == 1
     assert [v["step"] for v in report["val_loss"]] == [10, 20]
+
+
+def test_every_wrong_tuned_answer_is_in_mistakes_jsonl(trained):
+    _, adapter, report = trained
+    rows = [json.loads(line) for line in (adapter / "mistakes.jsonl").read_text(encoding="utf-8").splitlines()]
+    for name, scored in (("test", report["tuned"]), ("human", report["human"]["tuned"])):
+        robot = scored["constrained"] or scored  # grammar on where it was measured: what the robot gets
+        wrong = [r for r in rows if r["set"] == name]
+        assert wrong and len(wrong) == round((1 - robot["exact_match"]) * robot["n"])
+        assert scored["mistakes"] == [{k: r[k] for k in ("user", "expected", "got")} for r in wrong][:5]
+    assert all({"set", "user", "expected", "got"} <= set(r) for r in rows)
 
 
 def test_loss_falls_over_20_steps_on_a_repeated_batch(trained):
