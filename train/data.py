@@ -26,7 +26,7 @@ from edgetune.artifacts import SPLITS, DataStage, record_stage, write_split
 from edgetune.cli import Stage
 from edgetune.config import ConfigError, to_dict
 from edgetune.rundir import RunDir, atomic_write_json, sha256_file
-from train.dataset import Example, GateResult, Rejected, gate, split, write_jsonl
+from train.dataset import Example, GateResult, Rejected, gate, normalize_text, split, write_jsonl
 from train.importers import ImportConfig
 from train.teacher import TeacherConfig, TeacherError
 
@@ -86,10 +86,11 @@ def _synth_candidates(task, n: int, seed: int) -> list[Example]:
 
 def run(config: DataConfig) -> Path:
     """Build the dataset for ``config`` and return the data directory."""
-    from edgetune.task import load_task
+    from edgetune.task import load_task, read_holdout
 
     started = time.perf_counter()
     task = load_task(config.task)
+    held_out = [e.user for e in read_holdout(task)]  # read only to keep its commands (and ones near them) out
     sizes = _sizes(config, task)
     seed = config.seed if config.seed is not None else task.data.seed
     total = sum(sizes.values())
@@ -101,13 +102,16 @@ def run(config: DataConfig) -> Path:
     import_stats = None
     if config.teacher == "synth":
         want = synth_draw(total, config.oversample)
+        held_out_draw = synth_draw(total - sizes["train"], config.oversample)
         while True:  # the synthesizer is prefix-stable under a seed: asking for more only appends
             candidates = _synth_candidates(task, want, seed)
-            result = gate(task, candidates, config.similarity)
-            splits = split(result, sizes, seed)
+            result = gate(task, candidates, config.similarity, held_out)
+            # val and test come from the stream's first commands, so they do not change with the train size
+            first = {normalize_text(c.user) for c in candidates[:held_out_draw]}
+            splits = split(result, sizes, seed, reserved=sum(normalize_text(e.user) in first for e in result.kept))
             if all(len(splits[s]) == sizes[s] for s in SPLITS) or want > 20 * total:
                 break
-            want *= 2
+            want, held_out_draw = want * 2, held_out_draw * 2
     elif config.teacher == "openai":
         from train.teacher import generate
 
@@ -118,7 +122,7 @@ def run(config: DataConfig) -> Path:
             candidates, usage, stopped_by = generated.examples, generated.usage, generated.stopped_by
             system = generated.system or task.system
             inputs["endpoint"] = generated.endpoint
-            result = gate(task, candidates, config.similarity)
+            result = gate(task, candidates, config.similarity, held_out)
             result.rejected += [Rejected(Example("", r.get("content", ""), "teacher"), "teacher:malformed_response",
                                          r.get("error", "")) for r in generated.malformed]
             splits = split(result, sizes, seed)
@@ -132,7 +136,7 @@ def run(config: DataConfig) -> Path:
         imported = import_examples(config.importer, task, seed)
         candidates, import_stats = imported.examples, imported.stats
         inputs["import"] = {"path": imported.stats["path"], "sha256": sha256_file(imported.stats["path"])}
-        result = gate(task, candidates, config.similarity)
+        result = gate(task, candidates, config.similarity, held_out)
         splits = split(result, sizes, seed)
 
     if config.answers == "expanded":

@@ -3,7 +3,7 @@
 1. validate: the answer must satisfy the task's contract (robot_sdk: the allowlist validator); call-list answers
    are rewritten to the contract's normalised form so the student sees one spelling per answer;
 2. deduplicate: exact duplicates (normalised instruction) and near-duplicates (similar instruction *and* the same
-   answer) are dropped;
+   answer) are dropped, and so is anything near a command of the task's held-out set (decontamination);
 3. split: instructions that are similar but have different answers ("walk for 3 seconds" / "... 5 seconds") are
    kept, but grouped, and a group never straddles train/val/test, so the held-out splits hold no near-duplicate of
    a training instruction.
@@ -129,12 +129,22 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def gate(task: TaskSpec, examples: Iterable[Example], similarity: float = 0.9) -> GateResult:
-    """Validate, deduplicate and group ``examples`` (earlier examples win over later duplicates)."""
+def gate(task: TaskSpec, examples: Iterable[Example], similarity: float = 0.9,
+         held_out: Sequence[str] = ()) -> GateResult:
+    """Validate, deduplicate and group ``examples`` (earlier examples win over later duplicates); drop any example
+    whose instruction is a ``held_out`` one or near it (a measurement set must stay unseen, whatever wrote the data).
+    """
     result = GateResult()
     seen: dict[str, int] = {}
     valid: list[Example] = []
-    for example in examples:
+    examples = list(examples)
+    near = {i for i, _ in similar_across([normalize_text(e.user) for e in examples],
+                                         [normalize_text(t) for t in held_out], similarity)} if held_out else set()
+    for position, example in enumerate(examples):
+        if position in near:  # the held-out text itself is never written, not even into rejected.jsonl
+            result.rejected.append(Rejected(example, "holdout:near_duplicate",
+                                            "near a command of the task's held-out set, which must stay unseen"))
+            continue
         checked, rejected = check_example(task, example)
         if rejected is not None:
             result.rejected.append(rejected)
@@ -172,13 +182,27 @@ def gate(task: TaskSpec, examples: Iterable[Example], similarity: float = 0.9) -
     return result
 
 
-def split(result: GateResult, sizes: dict[str, int], seed: int) -> dict[str, list[Example]]:
+def split(result: GateResult, sizes: dict[str, int], seed: int, reserved: int = 0) -> dict[str, list[Example]]:
     """Assign whole groups to splits (largest groups first, each to the split most short of its target).
 
     A group larger than what a split still needs is trimmed, never divided, so no similar pair crosses splits.
+    With ``reserved``, the held-out splits (all but train) are drawn from the first ``reserved`` kept examples only,
+    and train from the groups that touch none of them: the held-out splits of a prefix-stable source (the
+    synthesizer) then stay the same whatever size the train split is asked to be.
     """
-    rng = random.Random(seed)
-    groups = [list(g) for g in result.groups]
+    if not reserved:
+        return _assign(result.kept, result.groups, sizes, random.Random(seed))
+    held_out = {name: size for name, size in sizes.items() if name != "train"}
+    touching = [g for g in result.groups if min(g) < reserved]
+    out = _assign(result.kept, [[i for i in g if i < reserved] for g in touching], held_out, random.Random(seed))
+    rest = [g for g in result.groups if min(g) >= reserved]
+    out.update(_assign(result.kept, rest, {"train": sizes["train"]}, random.Random(f"{seed}:train")))
+    return {name: out[name] for name in sizes}
+
+
+def _assign(kept: list[Example], groups: list[list[int]], sizes: dict[str, int],
+            rng: random.Random) -> dict[str, list[Example]]:
+    groups = [list(g) for g in groups]
     rng.shuffle(groups)
     groups.sort(key=len, reverse=True)
     out: dict[str, list[Example]] = {name: [] for name in sizes}
@@ -189,7 +213,7 @@ def split(result: GateResult, sizes: dict[str, int], seed: int) -> dict[str, lis
             break
         target = max(open_splits, key=lambda name: need[name] / max(sizes[name], 1))
         rng.shuffle(group)
-        out[target].extend(result.kept[i] for i in group[:need[target]])
+        out[target].extend(kept[i] for i in group[:need[target]])
     for examples in out.values():
         rng.shuffle(examples)
     return out

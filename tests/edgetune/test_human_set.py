@@ -1,15 +1,14 @@
 """The robot_sdk human-phrased held-out set: contract-valid, well covered, and disjoint from generated data.
 
 The set measures how the model does on what people actually say; these tests keep it honest: every answer is one
-the contract accepts, every refusal is the refusal call alone, no command is (nearly) one the synthesizer writes,
-and the data stage never reads the file.
+the contract accepts, every refusal is the refusal call alone, and no command is (nearly) one the data stage
+writes: the gate drops generated commands near a human one (decontamination), and writes none of the set's text.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -98,20 +97,32 @@ def test_a_task_without_a_holdout_has_none():
 
 
 @pytest.mark.parametrize("seed_offset", [0, 1, 2])
-def test_no_generated_command_is_a_human_one_or_near_it(task, human, seed_offset):
-    """The synthesizer at the data config's seed and two others, as many commands as the default data stage draws
-    (its sizes times the oversampling), measured with the gate's own near-duplicate measure at the data stage's
-    threshold."""
-    from train.data import DataConfig, synth_draw
+def test_no_training_command_is_a_human_one_or_near_it(task, human, seed_offset, tmp_path):
+    """The data stage at the task's default sizes, at the data config's seed and two others: no split holds a human
+    command or one near it by the gate's own near-duplicate measure at the data stage's threshold, because the gate
+    drops them (the synthesizer alone writes some: "kick the dog" is one of its unsafe templates)."""
+    from train.data import DataConfig, run
     from train.dataset import normalize_text, similar_across
-    from train.synth import synthesize
 
-    drawn = synth_draw(task.data.train + task.data.val + task.data.test, DataConfig().oversample)
-    generated = sorted({normalize_text(c.user) for c in synthesize(drawn, task.data.seed + seed_offset, task.contract)})
+    data = run(DataConfig(run="d", runs_dir=str(tmp_path), seed=task.data.seed + seed_offset))
+    written = sorted({normalize_text(json.loads(line)["messages"][1]["content"]) for name in ("train", "val", "test")
+                      for line in (data / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()})
     ours = [normalize_text(e.user) for e in human]
-    assert not set(ours) & set(generated)
-    close = [(ours[i], generated[j]) for i, j in similar_across(ours, generated, DataConfig().similarity)]
-    assert not close
+    assert not set(ours) & set(written)
+    assert not [(ours[i], written[j]) for i, j in similar_across(ours, written, DataConfig().similarity)]
+    report = json.loads((data / "data_report.json").read_text(encoding="utf-8"))
+    assert report["counts"] == {"train": task.data.train, "val": task.data.val, "test": task.data.test}
+
+
+def test_the_gate_drops_what_is_near_a_held_out_command(robot_task, human):
+    from train.dataset import Example, gate
+
+    near = Example("please " + human[0].user, human[0].assistant)
+    kept = Example("report your battery level and then dock", '["status.report_battery()", "nav.dock()"]')
+    result = gate(robot_task, [near, kept], similarity=0.8, held_out=[e.user for e in human])
+    assert [e.user for e in result.kept] == [kept.user]
+    assert result.rejects_by_reason() == {"holdout:near_duplicate": 1}
+    assert human[0].user not in result.rejected[0].detail  # the held-out text is never written
 
 
 def test_the_near_duplicate_measure_would_catch_a_rephrasing(human):
@@ -123,40 +134,16 @@ def test_the_near_duplicate_measure_would_catch_a_rephrasing(human):
     assert list(similar_across([text], ["please " + text], DataConfig().similarity)) == [(0, 0)]
 
 
-class _Opened:
-    """Records every file the process opens while active (an audit hook cannot be removed, so it is switched)."""
-
-    paths: list[str] | None = None
-
-    @classmethod
-    def hook(cls, event: str, args: tuple) -> None:
-        if cls.paths is not None and event == "open" and isinstance(args[0], (str, Path)):
-            cls.paths.append(str(Path(args[0]).resolve()))
-
-
-sys.addaudithook(_Opened.hook)
-
-
-def test_the_data_stage_never_reads_the_holdout(task, human, tmp_path):
+def test_the_data_stage_writes_no_human_command(task, human, tmp_path):
     from train.data import DataConfig, run
 
-    holdout = str(task.holdout_path().resolve())
-    _Opened.paths = []
-    try:
-        read_holdout(task)
-        assert holdout in _Opened.paths  # the hook sees a read of the file
-        _Opened.paths = []
-        data = run(DataConfig(run="h", runs_dir=str(tmp_path), train=60, val=10, test=10))
-        opened = _Opened.paths
-    finally:
-        _Opened.paths = None
-    assert holdout not in opened
+    data = run(DataConfig(run="h", runs_dir=str(tmp_path), train=60, val=10, test=10))
     written = "\n".join(p.read_text(encoding="utf-8") for p in sorted(data.glob("*.jsonl")))
     users = {json.loads(line)["messages"][1]["content"] for name in ("train", "val", "test")
              for line in (data / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()}
     assert len(users) == 80
     assert not users & {e.user for e in human}
-    assert not any(json.dumps(e.user)[1:-1] in written for e in human if len(e.user) > 12)
+    assert not any(json.dumps(e.user)[1:-1] in written for e in human if len(e.user) > 12)  # rejects included
 
 
 # ------------------------------------------------------------------------------------------------ loader errors

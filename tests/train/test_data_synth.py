@@ -197,6 +197,38 @@ def test_bring_me_x_im_in_y_goes_there_after_the_pick(commands):
         assert any(a.startswith("pick(") and b.startswith("go(") for a, b in zip(cmd.calls, cmd.calls[1:])), cmd
 
 
+def test_where_it_is_said_after_the_object_goes_there_first(commands):
+    """"find my phone, I think it's in the bedroom": the place comes last in the words, first in the calls."""
+    said = re.compile(r"\b(i think (it's|they're)|(it's|they're) (probably|somewhere)|i left (it|them)) in the ")
+    hits = [c for c in commands if c.kind == "action" and said.search(c.user.lower())]
+    assert len(hits) > 20
+    for cmd in hits:
+        pairs = zip(cmd.calls, cmd.calls[1:])
+        assert any(a.startswith("go(") and b.startswith(("find(", "pick(")) for a, b in pairs), cmd
+
+
+def test_go_wait_by_a_place_is_the_go_then_the_wait(commands):
+    said = re.compile(r"\b(go wait|go and wait|wait for me|go stand) (by|at|in) the ")
+    hits = [c for c in commands if c.kind == "action" and said.search(c.user.lower())]
+    assert len(hits) > 10
+    for cmd in hits:
+        assert any(a.startswith("go(") and b.startswith("robot.wait(") for a, b in zip(cmd.calls, cmd.calls[1:])), cmd
+
+
+def test_a_slip_in_a_map_place_still_names_it():
+    """About 6% of map places are said with a typo ("the kitchn"); the answer names the map place."""
+    rng, slips = random.Random(3), 0
+    for _ in range(2000):
+        place, text = synth_phrasing.place_phrase(rng, synth_phrasing.State())
+        said = re.sub(f"[{synth_phrasing.KEEP}{synth_phrasing.KEEP_END}]", "", text).removeprefix("the ")
+        said = said.removeprefix("my ").removeprefix("our ")
+        if said not in synth_vocab.PLACE_NAMES[place]:
+            slips += 1
+            assert min(fuzz.ratio(said, n) for n in synth_vocab.PLACE_NAMES[place]) < 100
+            assert max(fuzz.ratio(said, n) for n in synth_vocab.PLACE_NAMES[place]) >= 75, (said, place)
+    assert 60 <= slips <= 200
+
+
 def test_typos_spare_number_words_and_protected_spans():
     rng = random.Random(0)
     text = f"walk forward for three seconds and say {synth_phrasing.SAY}Hello there{synth_phrasing.SAY_END} to " \
@@ -232,7 +264,7 @@ def test_make_data_writes_valid_leak_free_splits_fast(tmp_path, robot_task, caps
         assert score < 0.8, f"near-duplicate across {a}/{b}: {text_a!r} ~ {text_b!r} ({score:.2f})"
     report = json.loads((data / "data_report.json").read_text())
     assert report["counts"] == sizes
-    assert report["rejects"] == {} and report["answers"] == "compact"
+    assert set(report["rejects"]) <= {"holdout:near_duplicate"} and report["answers"] == "compact"
     assert report["requested"]["total"] == sum(sizes.values()) and report["received"] >= sum(sizes.values())
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     stage = manifest["stages"]["data"]
@@ -260,6 +292,15 @@ def test_same_seed_gives_byte_identical_splits(tmp_path):
     b = run(DataConfig(run="b", runs_dir=str(tmp_path), train=200, val=20, test=40))
     for name in SPLITS:
         assert (a / f"{name}.jsonl").read_bytes() == (b / f"{name}.jsonl").read_bytes()
+
+
+def test_val_and_test_do_not_change_with_the_train_size(tmp_path):
+    small = run(DataConfig(run="s", runs_dir=str(tmp_path), train=200, val=20, test=40))
+    large = run(DataConfig(run="l", runs_dir=str(tmp_path), train=900, val=20, test=40))
+    for name in ("val", "test"):
+        assert (small / f"{name}.jsonl").read_bytes() == (large / f"{name}.jsonl").read_bytes()
+    trains = [{r.messages[1]["content"] for r in read_split(d / "train.jsonl")} for d in (small, large)]
+    assert len(trains[1]) == 900 and len(trains[0] & trains[1]) > 100  # train grows from the same stream
 
 
 def test_bad_config_names_the_field(tmp_path, capsys):
