@@ -119,8 +119,13 @@ def generate_answers(
     desc: str = "generate",
     grammars: list["GrammarCheck"] | None = None,
     give_up: list["GrammarCheck"] | None = None,
+    expected_lengths: list[int] | None = None,
 ) -> tuple[list[str], list[list[int]]]:
     """Greedy answers to ``prompts`` (rendered chat prompts), in order, with their tokens (end of turn excluded).
+
+    ``expected_lengths`` (one per prompt, e.g. the reference answers' tokens) only orders the work: a batch decodes
+    until its longest answer ends, every row computed meanwhile, so batching answers of similar length together
+    (instead of prompts of similar length) halved the decode steps of the robot_sdk test split.
 
     ``grammars`` (one per prompt): decode each answer under its grammar, the server's way (the greedy token when
     the grammar allows it, else the best allowed one; the answer ends where the grammar allows no token).
@@ -131,7 +136,8 @@ def generate_answers(
     stops = stop_token_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
+    length = expected_lengths or [len(e) for e in encoded]
+    order = sorted(range(len(prompts)), key=lambda i: (length[i], len(encoded[i])), reverse=True)
     answers: list[str] = [""] * len(prompts)
     tokens: list[list[int]] = [[] for _ in prompts]
     device = next(model.parameters()).device
@@ -246,8 +252,9 @@ def evaluate(
     references = [messages[-1]["content"] for messages in conversations]
     gbnf = task.contract.grammar()
     checks = [GrammarCheck(vocabulary, gbnf) for _ in prompts] if give_up and vocabulary and gbnf else None
+    lengths = [len(tokenizer(ref, add_special_tokens=False)["input_ids"]) for ref in references]
     predictions, tokens = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size, desc,
-                                           give_up=checks)
+                                           give_up=checks, expected_lengths=lengths)
     for check in checks or ():
         check.close()
     generated = sum(len(t) + (len(t) < max_new_tokens) for t in tokens)  # + the end of turn where it came

@@ -69,3 +69,16 @@ def test_giving_up_off_grammar_ends_answers_early_and_keeps_the_score(task, voca
     assert (cut.exact_match, cut.valid_rate) == (full.exact_match, full.valid_rate) == (0.0, 0.0)
     assert cut.generated_tokens == 2 * len(conversations) < full.generated_tokens  # prose: one token, then its end
     assert cut.constrained is None
+
+
+def test_ordering_by_expected_length_keeps_each_answer_with_its_prompt(task, base):
+    """The length hint only schedules the rows: every answer still comes back at its own prompt's index."""
+    from train.sft_data import render_prompt
+    from train.task_eval import generate_answers
+
+    model, tokenizer = base
+    prompts = [render_prompt(tokenizer, [*task.messages(command), {"role": "assistant", "content": ""}]) for command in
+               ("go to the kitchen", "sit down", "say hello, then walk forward for two seconds")]
+    plain, _ = generate_answers(model, tokenizer, prompts, 12, batch_size=1)
+    hinted, _ = generate_answers(model, tokenizer, prompts, 12, batch_size=1, expected_lengths=[1, 3, 2])
+    assert hinted == plain and len(set(plain)) == 3
