@@ -156,7 +156,7 @@ def place_phrase(rng: random.Random, st: State, bare: bool = False) -> tuple[str
         return None, keep(text.removeprefix("the ") if bare and text.startswith("the ") else text)
     place = rng.choice([p for p in PLACES if p != st.place] or PLACES)
     name = rng.choice(PLACE_NAMES[place])
-    if rng.random() < 0.06:  # "the kitchn", "the dinning room": a slip in a map name still names that place
+    if rng.random() < 0.04:  # "the kitchn", "the dinning room": a slip in a map name still names that place
         words = name.split(" ")
         long_words = [i for i, w in enumerate(words) if len(w) >= 4]
         if long_words:

@@ -71,7 +71,7 @@ def test_synth_is_deterministic_prefix_stable_and_valid_in_both_forms(robot_task
 def test_the_mix_holds_refusals_and_every_reason(commands):
     mix = synth.mix(commands)
     refused = sum(mix[r] for r in REASONS)
-    assert 0.22 <= refused <= 0.30, mix  # about a quarter, as in the human set (28%)
+    assert 0.25 <= refused <= 0.33, mix  # about as many as in the human set (28%)
     assert all(mix[r] >= 0.01 for r in REASONS), mix
     for cmd in commands:
         rejects = [c for c in cmd.calls if c.startswith("robot.reject(")]
@@ -216,7 +216,7 @@ def test_go_wait_by_a_place_is_the_go_then_the_wait(commands):
 
 
 def test_a_slip_in_a_map_place_still_names_it():
-    """About 6% of map places are said with a typo ("the kitchn"); the answer names the map place."""
+    """About 4% of map places are said with a typo ("the kitchn"); the answer names the map place."""
     rng, slips = random.Random(3), 0
     for _ in range(2000):
         place, text = synth_phrasing.place_phrase(rng, synth_phrasing.State())
@@ -226,7 +226,7 @@ def test_a_slip_in_a_map_place_still_names_it():
             slips += 1
             assert min(fuzz.ratio(said, n) for n in synth_vocab.PLACE_NAMES[place]) < 100
             assert max(fuzz.ratio(said, n) for n in synth_vocab.PLACE_NAMES[place]) >= 75, (said, place)
-    assert 60 <= slips <= 200
+    assert 40 <= slips <= 130
 
 
 def test_typos_spare_number_words_and_protected_spans():
