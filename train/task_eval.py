@@ -1,8 +1,8 @@
 """The task metric by generation: batched greedy decoding (left padding, KV cache, stop at end of turn) of the test
 prompts, scored by the task's contract scorer (exact match after normalisation, valid rate, per-call P/R/F1).
 
-Batches are formed from prompts of similar length (sorted), so little compute goes to padding; a batch stops as soon
-as every row has produced its end-of-turn token.
+Batches are formed from rows whose reference answers have similar lengths (sorted): a batch stops as soon as every
+row has produced its end-of-turn token, so rows that finish early waste little compute while the others decode.
 
 **Constrained too** (what the robot gets): the server decodes with the contract's grammar, checking the greedy token
 first and choosing the best allowed token only when the grammar rejects it. So a free answer the grammar admits
