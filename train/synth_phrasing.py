@@ -145,10 +145,6 @@ def it(plural: bool) -> str:
     return "them" if plural else "it"
 
 
-def it_be(plural: bool) -> str:
-    return "they're" if plural else "it's"
-
-
 def place_phrase(rng: random.Random, st: State, bare: bool = False) -> tuple[str | None, str]:
     """A place as said -> (its map name, text); when the step must name an unknown place: (None, text)."""
     if st.unknown:
@@ -156,13 +152,6 @@ def place_phrase(rng: random.Random, st: State, bare: bool = False) -> tuple[str
         return None, keep(text.removeprefix("the ") if bare and text.startswith("the ") else text)
     place = rng.choice([p for p in PLACES if p != st.place] or PLACES)
     name = rng.choice(PLACE_NAMES[place])
-    if rng.random() < 0.04:  # "the kitchn", "the dinning room": a slip in a map name still names that place
-        words = name.split(" ")
-        long_words = [i for i, w in enumerate(words) if len(w) >= 4]
-        if long_words:
-            i = rng.choice(long_words)
-            words[i] = typo(rng, words[i])
-            name = keep(" ".join(words))
     if bare or (name in BARE_PLACES and rng.random() < 0.5):
         return place, name
     if place in ("kitchen", "bedroom", "office", "garage", "garden", "living_room") and rng.random() < 0.08:

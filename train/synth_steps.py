@@ -7,8 +7,8 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from train.synth_phrasing import (SAY, SAY_END, SPEAK, State, Step, call, find, go, it, it_be, keep, lying,
-                                  meters_text, object_phrase, pick, place_phrase, seconds_text, surface_phrase)
+from train.synth_phrasing import (SAY, SAY_END, SPEAK, State, Step, call, find, go, it, keep, lying, meters_text,
+                                  object_phrase, pick, place_phrase, seconds_text, surface_phrase)
 from train.synth_vocab import (ANIMALS, AXIS, BRING_ME, CARRY, DIRECTIONS, FIND_VERBS, GO_VERBS, PEOPLE, PICK_VERBS,
                                PLACES, PLACE_NAMES, POSTURES, PUT, RAW_SPEEDS, RETURN_VERBS, SAY_VERBS, SIMPLE, SPEECH,
                                SPEED_WORDS, START_FORMS, TELL, TERSE, UNSAFE, UNSUPPORTED, WAIT_VERBS)
@@ -24,14 +24,6 @@ def step_go(rng: random.Random, st: State) -> Step:
                                 f"{text}!", f"go {text}", f"{text}. go"]), (go(place),), sentence=True)
     if place is not None:
         st.place = place
-    if rng.random() < 0.06:  # "go wait by the back door for 30 seconds": the go, then the wait
-        seconds = float(rng.choice([2, 5, 10, 10, 15, 20, 30, 30, 45, 60, 3, 8]))
-        wait = rng.choice(["go wait by", "go wait at", "go wait in", "wait for me at", "go and wait by",
-                           "head to", "go stand by", "go to"])
-        stay = "" if wait.startswith(("go wait", "go and wait", "wait for", "go stand")) else \
-            rng.choice([" and wait there", " and stay there", " and hang out there", " and wait"])
-        text = f"{wait} {text}{stay} for {seconds_text(rng, seconds)}"
-        return Step(text, (go(place), call("robot.wait", seconds=seconds)) if place else ())
     return Step(f"{verb} {text}{tail}", (go(place),) if place else ())
 
 
@@ -46,12 +38,7 @@ def _find_in(rng: random.Random, st: State, obj: str, plural: bool) -> tuple[str
         f"once you're in {where}, {verb} {obj}", f"when you get to {where}, {verb} {obj}",
         f"go to {where} and {verb} {obj}", f"look around {where} for {obj}",
         f"see if there's {obj} in {where}", f"check if there {be} {obj} in {where}",
-    ] + ([f"{obj} should be in {where}, {verb} {it(plural)}"] if st.solo else []) + ([  # where it is, said after
-        f"{verb} {obj}, I think {it_be(plural)} in {where}", f"{verb} {obj}, {it_be(plural)} probably in {where}",
-        f"{verb} {obj}. I left {it(plural)} in {where}",
-        f"{verb} {obj}, last I saw {'they were' if plural else 'it was'} in {where}",
-        f"{verb} {obj} - {it_be(plural)} somewhere in {where}", f"{verb} {obj}, try {where}",
-    ] if st.last else []))
+    ] + ([f"{obj} should be in {where}, {verb} {it(plural)}"] if st.solo else []))
     return place, form
 
 
@@ -87,9 +74,7 @@ def step_pick(rng: random.Random, st: State) -> Step:
         text = rng.choice([f"{verb} {obj} {rng.choice(['in', 'from', 'in', 'at'])} {where}",
                            f"once you're in {where}, {verb} {obj}", f"when you reach {where}, {verb} {obj}",
                            f"in {where}, {verb} {obj}", f"go to {where} and {verb} {obj}",
-                           f"if you see {obj} in {where}, {rng.choice(['grab', 'pick up', 'take'])} {it(plural)}"]
-                          + ([f"{verb} {obj}, {it_be(plural)} in {where}", f"{verb} {obj}, I think {it_be(plural)} "
-                              f"in {where}", f"{verb} {obj}. I left {it(plural)} in {where}"] if st.last else []))
+                           f"if you see {obj} in {where}, {rng.choice(['grab', 'pick up', 'take'])} {it(plural)}"])
         calls = (go(place), pick(name)) if place else ()
     else:
         form = rng.random()
