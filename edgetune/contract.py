@@ -134,7 +134,9 @@ class CallSpec:
 
     doc: str = ""
     args: dict[str, ArgSpec] = field(default_factory=dict)
-    exclusive: bool = False  #: the call is alone in any answer that holds it (a refusal never mixes with actions)
+    #: the call ends its answer and alone runs: the items before it (what the model read before the part it refuses)
+    #: are void, so a refusal never runs with actions
+    exclusive: bool = False
 
 
 @dataclass
@@ -365,7 +367,7 @@ class ContractSpec:
 
     def describe(self) -> str:
         """A compact, human-readable list of the allowlist and the compact calls (for teacher prompts and docs)."""
-        lines = [_describe_call(callee, spec) + (" Must be the only call in its answer." if spec.exclusive else "")
+        lines = [_describe_call(callee, spec) + (" Ends the answer, and alone runs: the calls before it are void." if spec.exclusive else "")
                  for callee, spec in self.api.items()]
         if self.expansions:
             lines.append("Compact calls (the contract expands each into the API calls after '->'):")

@@ -13,8 +13,9 @@ from edgetune.contract import ArgSpec, ContractSpec, format_value
 def grammar(contract: ContractSpec) -> str | None:
     """A GBNF grammar for llama.cpp admitting only valid answers (None: text tasks are unconstrained).
 
-    An exclusive call is its own root alternative, and the items are bounded by ``max_calls`` over the longest
-    expansion, so that every answer the grammar admits is valid.
+    An exclusive call ends its answer (its own root alternative, after up to as many void items as an answer may
+    hold), and the items are bounded by ``max_calls`` over the longest expansion, so that every answer the grammar
+    admits is valid.
     """
     if contract.kind == "text":
         return None
@@ -43,7 +44,8 @@ def grammar(contract: ContractSpec) -> str | None:
     more = contract.max_calls // contract.longest_expansion() - 1
     roots, head = [], ['ws ::= [ \\n]{0,2}']
     if exclusive_rules:
-        roots.append('"[" ws exclusive-item ws "]"')
+        before = f'(item "," ws){{0,{more}}} ' if call_rules else ""
+        roots.append(f'"[" ws {before}exclusive-item ws "]"')
         head += ['exclusive-item ::= "\\"" exclusive-call "\\""', "exclusive-call ::= " + " | ".join(exclusive_rules)]
     if call_rules:
         roots.append(f'"[" ws item ("," ws item){{{contract.min_calls - 1},{more}}} ws "]"')

@@ -70,9 +70,9 @@ def judge(contract: ContractSpec, text: str) -> tuple[Verdict, list[str]]:
         calls += [call for call, _ in expanded]
         keys += [key for _, key in expanded]
         ends.append(len(calls))
-    if len(data) > 1:
-        for index, callee in exclusive:
-            msg = f"'{callee}' must be the only call in its answer, got {len(data)} items"
+    for index, callee in exclusive:
+        if index != len(data) - 1:
+            msg = f"'{callee}' ends its answer: it must be the last item, got it at item {index} of {len(data)}"
             violations.append(Violation("exclusive", msg, index, 0))
     if "\\" in text and all(v.code == "not_canonical" for v in violations):
         # no canonical item holds a backslash or a quote, so none needs a JSON escape (said only when nothing
@@ -85,6 +85,8 @@ def judge(contract: ContractSpec, text: str) -> tuple[Verdict, list[str]]:
         once = " once expanded" if len(calls) != len(data) else ""
         msg = f"{len(calls)} calls{once}; between {contract.min_calls} and {contract.max_calls} allowed"
         violations.insert(0, Violation("call_count", msg, first_extra))
+    if exclusive and len(data) > 1:  # the items before it void: only the exclusive call ever runs
+        calls, keys = calls[ends[-2]:], keys[ends[-2]:]
     verdict = Verdict(not violations, violations, calls, json.dumps(compact), compact)
     return verdict, keys
 

@@ -3,9 +3,10 @@
 A small model learns "direction + speed word + seconds" far more easily than the table of velocity numbers those
 words stand for; code does that arithmetic exactly. Each template of an expansion is one API call whose ``{...}``
 holes are whole argument values, computed from the compact call's arguments and its ``let`` tables by the tiny
-evaluator below (names, ``a.b``, numbers, ``+ - * /`` and parentheses; it never calls ``eval``). A number is snapped
-to the target argument's grid; the call is then judged by the contract's ordinary API validator, so an expansion
-can never produce a call the robot must refuse.
+evaluator below (names, ``a.b``, numbers, ``+ - * /``, parentheses and ``min(...)`` / ``max(...)``, which clamp a
+said speed to an axis's bound; it never calls ``eval``). A number is snapped to the target argument's grid; the
+call is then judged by the contract's ordinary API validator, so an expansion can never produce a call the robot
+must refuse.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ Let = Mapping[str, Mapping[str, Mapping[str, float]]]
 _HOLE = re.compile(r"\{([^{}]*)\}")
 _SLOT = "__hole{}__"
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+_FUNCTIONS = {"min": min, "max": max}
 _MAX_COMBINATIONS = 100_000  #: argument combinations ``check`` expands to prove every grammar answer expands
 
 
@@ -63,8 +65,16 @@ def _check_expression(text: str, field: str, args: Mapping[str, "ArgSpec"], let:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
         raise ExpansionError(field, f"hole {{{text}}} is not an expression: {exc.msg}") from None
+    functions = _function_names(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            continue
+        if isinstance(node, ast.Call):
+            if not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS and len(node.args) >= 2
+                    and not node.keywords):
+                raise ExpansionError(field, f"hole {{{text}}}: the only calls are min(a, b, ...) and max(a, b, ...)")
+            continue
+        if id(node) in functions:  # the name of min or max
             continue
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             continue
@@ -81,7 +91,8 @@ def _check_expression(text: str, field: str, args: Mapping[str, "ArgSpec"], let:
                 raise ExpansionError(field, f"hole {{{text}}}: '{node.id}' is not an argument of this expansion")
             continue
         raise ExpansionError(
-            field, f"hole {{{text}}}: only argument names, let.attribute, numbers, + - * / and parentheses are allowed"
+            field, f"hole {{{text}}}: only argument names, let.attribute, numbers, + - * /, parentheses, min and "
+                   "max are allowed"
         )
     return tree
 
@@ -135,6 +146,9 @@ def evaluate(node: ast.expr, values: Mapping[str, object], let: Let) -> object:
         if node.attr not in table:
             raise ExpansionError("let", f"{node.value.id}={values[node.value.id]!r} has no '{node.attr}'")
         return table[node.attr]
+    if isinstance(node, ast.Call):
+        assert isinstance(node.func, ast.Name)
+        return _FUNCTIONS[node.func.id](*(_number(evaluate(arg, values, let)) for arg in node.args))
     if isinstance(node, ast.UnaryOp):
         return -_number(evaluate(node.operand, values, let)) if isinstance(node.op, ast.USub) else \
             _number(evaluate(node.operand, values, let))
@@ -184,8 +198,7 @@ class Expander:
         """Problems with this expansion. Every combination of the enum values and grid numbers a template uses must
         render to a call ``refuse`` accepts (``refuse(call)`` says why the API refuses it, or returns None): then
         every compact call the grammar admits expands to valid API calls."""
-        used = [{node.id for h in t.holes for node in ast.walk(h.tree) if isinstance(node, ast.Name)}
-                for t in self.templates]
+        used = [{name for h in t.holes for name in argument_names(h.tree)} for t in self.templates]
         for name in self.args:
             if not any(name in names for names in used):
                 yield f"args.{name}", "is not used by any template in 'to'"
@@ -231,6 +244,17 @@ class Expander:
                     yield f"to[{i}]", f"{_show(self.name, values)} expands to {call}, which the API refuses: " \
                                       f"{refused[call]}"
                     break
+
+
+def argument_names(tree: ast.expr) -> set[str]:
+    """The argument names a hole expression reads (``let`` table keys included; not min or max)."""
+    functions = _function_names(tree)
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and id(node) not in functions}
+
+
+def _function_names(tree: ast.expr) -> set[int]:
+    """``id()`` of the nodes that name a called function (min, max), which are not argument names."""
+    return {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
 
 
 def _choices(arg: "ArgSpec") -> list[object]:

@@ -6,10 +6,12 @@ varies freely where it changes nothing: synonyms, chatty or terse wrappers, cont
 typos, case and punctuation. What must generalise is taught by breadth, not by memory: hundreds of object nouns
 (the answer copies the object as said, without determiners or possessives), open-vocabulary surfaces, and
 refusals (``robot.reject(reason=...)``) for requests the API cannot do, places off the map, unsafe instructions and
-messages with nothing to act on. If any part of a command must be refused, the answer is the reject call alone.
+messages with nothing to act on. If any part of a command must be refused, the answer ends with the reject call
+where that part is said: the calls of the parts said before it are written (a small model decides clause by clause
+far better than it looks ahead to the end of a command), and the contract voids them: only the refusal runs.
 
-Answers use the contract's compact calls (go, find, pick, move, start, walk, turn), which the contract expands into
-the SDK calls the robot runs; everything else is a raw API call (explicit m/s speeds are a raw sport.Move).
+Answers use the contract's compact calls (go, find, pick, move, move_at, start, start_at, walk, turn), which the
+contract expands into the SDK calls the robot runs; everything else is a raw API call.
 The rules, in short:
   - "go to P" -> go(P); the map's synonyms ("lounge", "restroom", ...) map to its names; other places are refused
   - "find X [in P]", "search P for X" -> [go(P)], find(X); "pick up X [from P]", "find X and pick it up" ->
@@ -17,8 +19,9 @@ The rules, in short:
     pick(X), go(Q); "bring X to me/here" -> pick(X) (the robot does not know where "me" is)
   - "put it on S" (holding) -> arm.place(S); "put X on S" -> pick(X), arm.place(S)
   - direction + speed word + duration -> move; no duration -> start; a distance -> walk; an angle or a bare
-    "turn left" (90), "turn around" (180), "spin around" (360) -> turn; "at N m/s" -> raw sport.Move [+ wait +
-    StopMove]; "then stop" after a move adds nothing; faster than the robot may go (2+ m/s) is unsafe
+    "turn left" (90), "turn around" (180), "spin around" (360) -> turn; "at N m/s" -> move_at (with a duration) or
+    start_at, the number as said (the contract picks the axis and the sign); "then stop" after a move adds nothing;
+    faster than the robot may go (2+ m/s) is unsafe
   - "say 'T'", "tell everyone T" -> audio.speak(text=T), T as said (unquoted speech ends the command)
 
 This module composes whole commands (steps, wrappers, case, typos) and is the synthesizer's API; one step's clause
@@ -223,17 +226,16 @@ def compose(rng: random.Random) -> Command:
                 name = rng.choices(kinds, weights=[STEP_KINDS[k][1] for k in kinds])[0]
                 step = STEP_KINDS[name][0](rng, st)
             st.ends_move = step.ends_move
-            st.started = any(c.startswith(("start(", "sport.Move(")) for c in step.calls[-1:])
+            st.started = any(c.startswith(("start(", "start_at(")) for c in step.calls[-1:])
             steps.append(step)
         calls = tuple(c for s in steps for c in s.calls)
         if len(calls) <= MAX_ITEMS:
             break
     user = _finish(rng, steps, None if kind == "action" else kind)
     speech = iter(m.group(1) for m in re.finditer(f"{SAY}(.*?){SAY_END}", user))
-    if kind != "action":
-        calls = (reject(kind),)
-    else:
-        calls = tuple(call("audio.speak", text=next(speech)) if c == SPEAK else c for c in calls)
+    if kind != "action":  # what was said before the refused part, then the refusal, which voids it
+        calls = tuple(c for s in steps[:refuse_at] for c in s.calls) + (reject(kind),)
+    calls = tuple(call("audio.speak", text=next(speech)) if c == SPEAK else c for c in calls)
     user = re.sub(f"[{SAY}{SAY_END}{KEEP}{KEEP_END}]", "", user)
     user = re.sub(r"\s+", " ", user).replace(" ,", ",").replace("..", ".").replace(",.", ".").strip()
     return Command(user, calls, kind)

@@ -193,21 +193,21 @@ def _then_stop(rng: random.Random, text: str) -> str:
 
 
 def step_move(rng: random.Random, st: State) -> Step:
-    """A timed move: move(direction, speed, seconds); explicit m/s speeds are a raw Move + wait + StopMove."""
+    """A timed move: move(direction, speed word, seconds), or move_at(direction, speed, seconds) for a speed said
+    as a number (m/s, rad/s): the model copies the number, the contract picks the axis and the sign."""
     direction = rng.choice(list(DIRECTIONS))
     verb = rng.choice(DIRECTIONS[direction])
     seconds = float(rng.choice([0.5, 1, 1.5, 2, 2, 3, 3, 4, 5, 5, 6, 7, 8, 10, 2.5, 12, 15, 20, 30, 4.5]))
     duration = seconds_text(rng, seconds)
     duration = f"for {duration}" if rng.random() < 0.85 else duration
     if rng.random() < 0.12:  # "at 0.6 m/s": the exact velocity, no speed word
-        axis, sign = AXIS[direction]
+        axis = AXIS[direction]
         value = rng.choice(RAW_SPEEDS[axis])
         unit = "rad/s" if axis == "vyaw" else rng.choice(["m/s", "meters per second", "m/s", "metres per second"])
         speed = f"at {value:g} {unit}"
         if value in (0.5, 1.0) and unit != "rad/s" and rng.random() < 0.5:  # "at half a meter per second"
             speed = f"at {'half a' if value == 0.5 else 'one'} {rng.choice(['meter', 'metre'])} per second"
-        velocity = {"vx": 0.0, "vy": 0.0, "vyaw": 0.0, axis: sign * value}
-        calls = (call("sport.Move", **velocity), call("robot.wait", seconds=seconds), call("sport.StopMove"))
+        calls = (call("move_at", direction=direction, speed=float(value), seconds=seconds),)
     else:
         speed_key = rng.choice(list(SPEED_WORDS))
         speed = rng.choice(SPEED_WORDS[speed_key])
@@ -222,17 +222,18 @@ def step_move(rng: random.Random, st: State) -> Step:
 
 
 def step_start(rng: random.Random, st: State) -> Step:
-    """An untimed move (no duration, no distance): start(direction, speed), or a raw Move at an explicit m/s."""
+    """An untimed move (no duration, no distance): start(direction, speed word), or start_at(direction, speed) at
+    a speed said as a number."""
     direction = rng.choice(list(START_FORMS))
     if rng.random() < 0.15 and not direction.startswith("turn"):
-        axis, sign = AXIS[direction]
+        axis = AXIS[direction]
         value = rng.choice(RAW_SPEEDS[axis])
         verb = rng.choice(DIRECTIONS[direction] + START_FORMS[direction])
         speed = f"{value:g} {rng.choice(['m/s', 'meters per second', 'm/s', 'metres per second'])}"
         if value in (0.5, 1.0) and rng.random() < 0.5:
             speed = f"{'half a' if value == 0.5 else 'one'} {rng.choice(['meter', 'metre'])} per second"
-        velocity = {"vx": 0.0, "vy": 0.0, "vyaw": 0.0, axis: sign * value}
-        return Step(f"{verb} {'at ' if rng.random() < 0.8 else ''}{speed}", (call("sport.Move", **velocity),))
+        return Step(f"{verb} {'at ' if rng.random() < 0.8 else ''}{speed}",
+                    (call("start_at", direction=direction, speed=float(value)),))
     speed_key = rng.choice(list(SPEED_WORDS))
     speed = rng.choice(SPEED_WORDS[speed_key])
     # a bare "turn left" is a 90 degree turn (step_turn), so untimed turning always says start/keep

@@ -301,10 +301,9 @@ SPEED_WORDS = {"slow": ["slowly", "slow", "gently", "carefully", "at a slow pace
                           "at a moderate speed", "at an average pace", "at a steady pace", "at medium speed"],
                "fast": ["quickly", "fast", "quick", "briskly", "at a fast pace", "rapidly", "at high speed",
                         "speedily", "at a quick pace", "in a hurry"]}
-#: the raw sport.Move argument and sign of each direction (explicit speeds: "back up at 0.4 m/s" -> vx=-0.4)
-AXIS = {"forward": ("vx", 1), "backward": ("vx", -1), "left": ("vy", 1), "right": ("vy", -1),
-        "turn_left": ("vyaw", 1), "turn_right": ("vyaw", -1)}
-#: a raw sport.Move per explicit speed: forward/back m/s on vx, sidestep on vy, turning rad/s on vyaw
+#: the sport.Move axis of each direction, for the speeds people say on it ("back up at 0.4 m/s": vx)
+AXIS = {"forward": "vx", "backward": "vx", "left": "vy", "right": "vy", "turn_left": "vyaw", "turn_right": "vyaw"}
+#: speeds said as numbers (move_at, start_at) per axis, inside its bound: m/s on vx and vy, rad/s on vyaw
 RAW_SPEEDS = {"vx": [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.9, 1.0, 0.5], "vy": [0.1, 0.2, 0.4, 0.3],
               "vyaw": [0.2, 0.4, 0.6, 0.8, 1.2]}
 

@@ -16,7 +16,7 @@ def test_snapping_rounds_halves_away_from_the_origin():
 
 def test_vocabulary_holds_the_api_and_the_compact_calls_with_resolved_arguments(contract):
     vocab = contract.vocabulary()
-    assert set(vocab) == set(contract.api) | {"go", "find", "pick", "move", "start", "walk", "turn"}
+    assert set(vocab) == set(contract.api) | {"go", "find", "pick", "move", "move_at", "start", "start_at", "walk", "turn"}
     assert vocab["go"].args["place"] == contract.api["nav.go_to"].args["place"]
     assert vocab["turn"].args["degrees"].grid() == [45, 90, 135, 180, 225, 270, 315, 360]
     assert not any(vocab[name].exclusive for name in contract.expansions)
@@ -35,7 +35,7 @@ def test_describe_lists_every_allowlisted_call_and_compact_call(contract):
     assert "vx: float in [-1.0, 1.0]" in text
     assert "name: str of [a-z0-9 -], at most 40" in text
     assert "degrees: int in [45, 360]" in text
-    assert "Must be the only call in its answer." in text
+    assert "Ends the answer, and alone runs: the calls before it are void." in text
     assert "-> nav.go_to, nav.wait_for_arrival" in text
 
 

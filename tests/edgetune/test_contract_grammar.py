@@ -10,7 +10,8 @@ from edgetune.contract import ContractSpec
 def test_the_grammar_puts_exclusive_calls_in_their_own_root_alternative(contract):
     grammar = contract.grammar()
     root, *_ = grammar.splitlines()
-    assert root == 'root ::= "[" ws exclusive-item ws "]" | "[" ws item ("," ws item){0,7} ws "]"'
+    assert root == ('root ::= "[" ws (item "," ws){0,7} exclusive-item ws "]" | '
+                    '"[" ws item ("," ws item){0,7} ws "]"')
     calls = next(line for line in grammar.splitlines() if line.startswith("call ::= "))
     assert "call-robot-reject" not in calls and "call-go " in calls + " " and "call-turn" in calls
 

@@ -221,13 +221,18 @@ def test_the_grammar_admits_every_canonical_answer(calls, sep):
 
 @PROPERTY
 @given(calls=st.lists(robot_call(on_grid=True), min_size=0, max_size=MAX_ITEMS - 1), data=st.data())
-def test_the_grammar_admits_an_exclusive_call_only_alone(calls, data):
+def test_the_grammar_admits_an_exclusive_call_only_last_and_only_it_runs(calls, data):
     refusal = data.draw(robot_call(on_grid=True, callee=EXCLUSIVE[0]))[1]
     items = [canonical for _, canonical in calls]
-    items.insert(data.draw(st.integers(0, len(items))), refusal)
+    at = data.draw(st.integers(0, len(items)))
+    items.insert(at, refusal)
     text = json.dumps(items)
-    assert gbnf.matches(ROBOT_RULES, text) == (len(items) == 1), text
-    assert ROBOT.validate(text).valid == (len(items) == 1)
+    last = at == len(items) - 1
+    assert gbnf.matches(ROBOT_RULES, text) == last, text
+    verdict = ROBOT.validate(text)
+    assert verdict.valid == last
+    if last:
+        assert verdict.calls == [refusal] and verdict.compact == items
 
 
 # ------------------------------------------------------------------------------------------------------ mutations

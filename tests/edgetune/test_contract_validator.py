@@ -235,20 +235,29 @@ def test_the_refusal_call_is_valid_alone_and_reaches_the_robot_as_it_is(contract
     assert verdict.calls == verdict.compact == [f"robot.reject(reason='{reason}')"]
 
 
+def test_a_refusal_after_actions_voids_them_and_alone_reaches_the_robot(contract):
+    """The model may write what it read before the part it refuses; none of it runs."""
+    items = ["go(place='kitchen')", "pick(name='knife')", "robot.reject(reason='unsafe')"]
+    verdict = contract.validate(answer(*items))
+    assert verdict.valid, verdict.violations
+    assert verdict.calls == ["robot.reject(reason='unsafe')"] and verdict.compact == items
+    assert contract.score([answer(*items)], [answer("robot.reject(reason='unsafe')")]).exact_match == 1.0
+
+
 @pytest.mark.parametrize(
     ("items", "indices"),
     [
-        (["nav.dock()", "robot.reject(reason='unsafe')"], [1]),
         (["robot.reject(reason='unsafe')", "go(place='kitchen')"], [0]),
-        (["robot.reject(reason='unsafe')", "robot.reject(reason='unclear')"], [0, 1]),
-        (["robot.reject(reason='bored')", "nav.dock()"], [0]),  # an invalid refusal still may not mix
+        (["robot.reject(reason='unsafe')", "robot.reject(reason='unclear')"], [0]),
+        (["nav.dock()", "robot.reject(reason='unsafe')", "nav.dock()"], [1]),
+        (["robot.reject(reason='bored')", "nav.dock()"], [0]),  # an invalid refusal still may not lead
     ],
 )
-def test_an_exclusive_call_mixed_with_anything_is_rejected(contract, items, indices):
+def test_an_exclusive_call_anywhere_but_last_is_rejected(contract, items, indices):
     verdict = contract.validate(answer(*items))
     assert not verdict.valid
     assert [v.index for v in verdict.violations if v.code == "exclusive"] == indices
-    assert "must be the only call" in str(next(v for v in verdict.violations if v.code == "exclusive"))
+    assert "must be the last item" in str(next(v for v in verdict.violations if v.code == "exclusive"))
 
 
 # --------------------------------------------------------------------------------------- open-vocabulary names
@@ -283,6 +292,25 @@ def test_move_and_start_expand_to_the_velocity_table(contract, direction, speed)
     start = contract.validate(answer(f"start(direction='{direction}', speed='{speed}')"))
     assert start.calls == [_move(direction, speed)]
     assert start.compact == [f"start(direction='{direction}', speed='{speed}')"]
+
+
+@pytest.mark.parametrize("direction", sorted(DIRECTIONS))
+def test_move_at_and_start_at_put_the_said_speed_on_the_direction_s_axis(contract, direction):
+    axis, sign = DIRECTIONS[direction]
+    v = [0.0, 0.0, 0.0]
+    v[axis] = sign * 0.2
+    move = contract.validate(answer(f"move_at(direction='{direction}', speed=0.2, seconds=3.5)"))
+    assert move.calls == [f"sport.Move(vx={v[0]}, vy={v[1]}, vyaw={v[2]})", "robot.wait(seconds=3.5)",
+                          "sport.StopMove()"], move.violations
+    start = contract.validate(answer(f"start_at(direction='{direction}', speed=0.2)"))
+    assert start.calls == [f"sport.Move(vx={v[0]}, vy={v[1]}, vyaw={v[2]})"]
+
+
+@pytest.mark.parametrize("direction, bound", [("forward", "vx=1.0"), ("backward", "vx=-1.0"), ("left", "vy=0.5"),
+                                              ("right", "vy=-0.5"), ("turn_left", "vyaw=1.5")])
+def test_a_said_speed_past_an_axis_bound_is_clamped_to_it(contract, direction, bound):
+    verdict = contract.validate(answer(f"start_at(direction='{direction}', speed=1.5)"))
+    assert verdict.valid and bound in verdict.calls[0], verdict.calls
 
 
 WALKS = {  # meters -> seconds at 0.5 m/s forward/backward and 0.3 m/s sideways, on the 0.5 s grid

@@ -150,7 +150,10 @@ BAD_TASKS = {
         "'plac' is not an argument"),
     "hole with a call in it": (
         lambda d: _expansion(d, "go").update(to=["nav.go_to(place={__import__('os')})"]),
-        "contract.expansions.go.to[0]", "only argument names"),
+        "contract.expansions.go.to[0]", "the only calls are min(a, b, ...) and max(a, b, ...)"),
+    "hole with a method call in it": (
+        lambda d: _expansion(d, "go").update(to=["nav.go_to(place={place.upper()})"]),
+        "contract.expansions.go.to[0]", "the only calls are min"),
     "hole inside a string": (
         lambda d: _expansion(d, "go").update(to=["audio.speak(text='to {place}')"]), "contract.expansions.go.to[0]",
         "whole value of an argument"),
