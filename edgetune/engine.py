@@ -8,14 +8,10 @@ quant is scored by the decoder that serves it.
   submitted meanwhile joins at the next step. A step's rows go in sequence-id order and callers take the lowest
   free id, so the sequences decoding together have consecutive ids: llama.cpp decodes only such sequences in one
   ubatch (4 sequences in any other order cost 4 single-token passes). A sequence's stop condition (cancel,
-  deadline, its own callback) is checked every step, and a stopped sequence's answer cells are freed at once.
+  deadline, its own callback) is checked every step, and a stopped sequence's KV cells are freed at once.
 * **Shared prefix.** The prompt prefix every request starts with (system prompt, few-shot turns) is decoded once
   into a sequence of its own; a new sequence gets its cells by ``llama_memory_seq_cp`` (a copy of that KV
   stream, far cheaper than decoding it again) and decodes only the rest of its prompt.
-* **Prompt cache.** A finished sequence keeps the KV cells of its prompt; the next request on the same sequence
-  reuses the longest common prefix with that prompt when it beats the shared prefix (llama-server's
-  ``cache_prompt``): a robot sends commands that start alike ("go to the ...") and each saves those tokens.
-  The reused cells were computed by the earlier request, in whatever batch it decoded in.
 * **Independent sequences.** Each sequence has a KV stream of its own (``kv_unified`` off), so it attends to its
   own cells in the same layout whatever else is decoding: a greedy answer is the same alone or in a full batch.
 * **Sampling** per sequence in llama.cpp's sampler chain, the grammar checked after sampling and the close reserve
@@ -119,7 +115,7 @@ class Engine:
     def __init__(self, model_path: Path | str, *, sequences: int = 1, n_ctx: int = 2048, n_batch: int = 512,
                  threads: int = 0, n_gpu_layers: int = -1, grammar_candidates: int = 64, close_reserve: int = 0,
                  contract: ContractSpec | None = None, custom_grammars: bool = False,
-                 grammar_timeout_s: float = 1.0, prompt_cache: bool = True):
+                 grammar_timeout_s: float = 1.0):
         if sequences < 1:
             raise ValueError("sequences: need at least 1")
         self.model_path = Path(model_path)
@@ -139,9 +135,6 @@ class Engine:
         self.n_layers = 0
         self.backend = "CPU"
         self.prefix: list[int] = []  #: tokens of the shared prefix (sequence id ``sequences``)
-        self.prompt_cache = prompt_cache  #: a sequence keeps its last prompt's cells for the next request on it
-        self._cached: dict[int, list[int]] = {}  #: per sequence id, the prompt tokens whose cells it still holds
-        self.reused_tokens = 0  #: prompt tokens served from the shared prefix or a cached prompt, not decoded
         self.llm: Any = None
         self._cond = threading.Condition()
         self._incoming: list[tuple[int, Request, Callable[[Outcome], None]]] = []
@@ -352,18 +345,11 @@ class Engine:
             sampler.free()
             done(outcome)
             return
-        last = len(request.prompt) - 1  # the last prompt token is always decoded: its logits start the answer
-        shared = max(0, min(common_prefix(request.prompt, self.prefix), last))
-        cached = min(common_prefix(request.prompt, self._cached.pop(seq_id, [])), last)
-        if cached > 0 and cached >= shared:  # this sequence's own cells from its last prompt, trimmed
-            llama_cpp.llama_memory_seq_rm(self.memory, seq_id, cached, -1)
-            shared = cached
-        else:
-            llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
-            if shared > 0:  # the prefix stream's cells into this sequence's stream (a buffer copy), trimmed
-                llama_cpp.llama_memory_seq_cp(self.memory, self.sequences, seq_id, -1, -1)
-                llama_cpp.llama_memory_seq_rm(self.memory, seq_id, shared, -1)
-        self.reused_tokens += shared
+        shared = min(common_prefix(request.prompt, self.prefix), len(request.prompt) - 1)
+        if shared > 0:  # the prefix stream's cells into this sequence's stream (a buffer copy), trimmed
+            llama_cpp.llama_memory_seq_cp(self.memory, self.sequences, seq_id, -1, -1)
+            llama_cpp.llama_memory_seq_rm(self.memory, seq_id, shared, -1)
+        shared = max(shared, 0)
         text = AnswerText(request.stop, request.on_text)
         self._active[seq_id] = _Sequence(seq_id, request, sampler, text, outcome, done,
                                          list(request.prompt[shared:]), shared)
@@ -371,12 +357,7 @@ class Engine:
     def _finish(self, seq: _Sequence, finish: Finish, error: str = "", grammar_error: str = "") -> None:
         import llama_cpp
 
-        decoded = len(seq.request.prompt) - len(seq.pending)  # prompt tokens with cells (the rest never ran)
-        if self.prompt_cache and finish != "error" and decoded > 0:  # keep the prompt's cells, free the answer's
-            llama_cpp.llama_memory_seq_rm(self.memory, seq.id, decoded, -1)
-            self._cached[seq.id] = seq.request.prompt[:decoded]
-        else:
-            llama_cpp.llama_memory_seq_rm(self.memory, seq.id, -1, -1)
+        llama_cpp.llama_memory_seq_rm(self.memory, seq.id, -1, -1)
         del self._active[seq.id]
         o, sent = seq.outcome, seq.text.sent
         seq.text.add(b"", final=True)  # text held back as a possible stop string's start

@@ -184,11 +184,11 @@ class LocalBackend:
     def __init__(self, model_path: Path, *, contexts: int, queue: int, n_ctx: int, n_batch: int = 512,
                  threads: int = 0, n_gpu_layers: int = -1, grammar_candidates: int = 64, close_reserve: int = 0,
                  contract: ContractSpec | None = None, prefix_chats: Sequence[list[dict[str, str]]] = (),
-                 custom_grammars: bool = False, grammar_timeout_ms: int = 1000, prompt_cache: bool = True):
+                 custom_grammars: bool = False, grammar_timeout_ms: int = 1000):
         self.engine = Engine(model_path, sequences=contexts, n_ctx=n_ctx, n_batch=n_batch, threads=threads,
                              n_gpu_layers=n_gpu_layers, grammar_candidates=grammar_candidates,
                              close_reserve=close_reserve, contract=contract, custom_grammars=custom_grammars,
-                             grammar_timeout_s=grammar_timeout_ms / 1000.0, prompt_cache=prompt_cache)
+                             grammar_timeout_s=grammar_timeout_ms / 1000.0)
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.queue = queue
@@ -204,7 +204,7 @@ class LocalBackend:
                    n_batch=config.n_batch, threads=config.threads, n_gpu_layers=config.n_gpu_layers,
                    grammar_candidates=config.grammar_candidates, close_reserve=config.close_reserve,
                    contract=contract, prefix_chats=prefix_chats, custom_grammars=config.custom_grammars,
-                   grammar_timeout_ms=config.grammar_timeout_ms, prompt_cache=config.prompt_cache)
+                   grammar_timeout_ms=config.grammar_timeout_ms)
 
     @property
     def name(self) -> str:

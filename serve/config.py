@@ -24,7 +24,6 @@ class ServeConfig:
     threads: int = 0  #: CPU threads of the llama.cpp context (0: every usable core; waiting threads sleep)
     n_ctx: int = 2048  #: context window of each sequence, prompt plus answer
     n_batch: int = 512  #: prompt tokens evaluated per llama.cpp batch (also the cancel granularity of prompts)
-    prompt_cache: bool = True  #: a context reuses the start its last prompt shares with the next (as llama-server)
     few_shot: Literal["auto", "on", "off", "dspy"] = "auto"  #: on|dspy (runs/RUN/prompt_opt)|off; auto: on w/o bundle
     grammar_candidates: int = 64  #: tokens the grammar checks first per step (0: whole vocabulary every step)
     close_reserve: int = 0  #: constrained answers prefer closing tokens once this few tokens remain (0: auto)

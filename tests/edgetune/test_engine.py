@@ -231,28 +231,3 @@ def test_a_command_cannot_write_the_templates_turn_markers(engine, robot_task):
     hostile = engine.tokenize_chat(_chat(robot_task, INJECTION))
     assert control(hostile) == control(engine.tokenize_chat(_chat(robot_task, "go to the kitchen")))
     assert hostile[: len(engine.prefix)] == engine.prefix  # the shared prefix still serves it
-
-
-def test_a_sequence_reuses_its_last_prompt_and_answers_as_without_the_cache(engine, embedded_gguf_path, robot_task):
-    """The prompt cache: a request that starts like the last prompt on its sequence decodes only the rest (the
-    answer's cells were freed, the prompt's kept), and answers exactly as an engine without the cache does."""
-    import llama_cpp
-
-    first, second = (engine.tokenize_chat(_chat(robot_task, c)) for c in
-                     ("go to the kitchen and then find the red ball", "go to the kitchen and then report your battery"))
-    grammar = robot_task.contract.grammar()
-    engine.run([Request(prompt=first, max_tokens=24, grammar=grammar)])
-    assert llama_cpp.llama_memory_seq_pos_max(engine.memory, 0) == len(first) - 1  # the answer's cells are gone
-    before = engine.reused_tokens
-    cached = engine.run([Request(prompt=second, max_tokens=24, grammar=grammar)])[0]
-    shared = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
-    assert engine.reused_tokens - before == shared > len(engine.prefix) + 5
-    plain = Engine(embedded_gguf_path, sequences=1, n_ctx=1024, threads=2, contract=robot_task.contract,
-                   prompt_cache=False)
-    plain.load([_chat(robot_task, "a"), _chat(robot_task, "b")])
-    try:
-        fresh = [plain.run([Request(prompt=p, max_tokens=24, grammar=grammar)])[0] for p in (first, second)]
-        assert plain.reused_tokens == 2 * len(plain.prefix)
-    finally:
-        plain.close()
-    assert cached.text == fresh[1].text and cached.tokens == fresh[1].tokens and cached.text
