@@ -367,8 +367,8 @@ class ContractSpec:
 
     def describe(self) -> str:
         """A compact, human-readable list of the allowlist and the compact calls (for teacher prompts and docs)."""
-        lines = [_describe_call(callee, spec) + (" Ends the answer, and alone runs: the calls before it are void." if spec.exclusive else "")
-                 for callee, spec in self.api.items()]
+        ends = " Ends the answer, and alone runs: the calls before it are void."
+        lines = [_describe_call(callee, spec) + (ends if spec.exclusive else "") for callee, spec in self.api.items()]
         if self.expansions:
             lines.append("Compact calls (the contract expands each into the API calls after '->'):")
             vocab = self.vocabulary()

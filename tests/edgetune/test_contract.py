@@ -16,7 +16,8 @@ def test_snapping_rounds_halves_away_from_the_origin():
 
 def test_vocabulary_holds_the_api_and_the_compact_calls_with_resolved_arguments(contract):
     vocab = contract.vocabulary()
-    assert set(vocab) == set(contract.api) | {"go", "find", "pick", "move", "move_at", "start", "start_at", "walk", "turn"}
+    compact = {"go", "find", "pick", "move", "move_at", "start", "start_at", "walk", "turn"}
+    assert set(vocab) == set(contract.api) | compact
     assert vocab["go"].args["place"] == contract.api["nav.go_to"].args["place"]
     assert vocab["turn"].args["degrees"].grid() == [45, 90, 135, 180, 225, 270, 315, 360]
     assert not any(vocab[name].exclusive for name in contract.expansions)
