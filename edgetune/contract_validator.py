@@ -85,7 +85,7 @@ def judge(contract: ContractSpec, text: str) -> tuple[Verdict, list[str]]:
         once = " once expanded" if len(calls) != len(data) else ""
         msg = f"{len(calls)} calls{once}; between {contract.min_calls} and {contract.max_calls} allowed"
         violations.insert(0, Violation("call_count", msg, first_extra))
-    if exclusive and len(data) > 1:  # the items before it void: only the exclusive call ever runs
+    if exclusive and exclusive[-1][0] == len(data) - 1 > 0:  # the items before it are void: only it ever runs
         calls, keys = calls[ends[-2]:], keys[ends[-2]:]
     verdict = Verdict(not violations, violations, calls, json.dumps(compact), compact)
     return verdict, keys
