@@ -56,6 +56,9 @@ class ArgSpec:
     max_len: int = 120  #: longest ``str`` value
     chars: str = TEXT_CHARS  #: characters of a ``str`` value: a class body of characters and ranges like a-z
     match: Literal["exact", "loose"] = "exact"  #: scoring only: ``loose`` compares str values case-folded, unpunctuated
+    #: ``enum`` only: other names people use for a value (``storage_room: [storeroom, storage]``); a compact call's
+    #: argument that ``names`` this enum takes a value as said and ``resolve`` reads it (edgetune/expansions.py)
+    aliases: dict[str, list[str]] = field(default_factory=dict)
     doc: str = ""
 
     def check(self) -> Iterator[tuple[str, str]]:
@@ -77,6 +80,18 @@ class ArgSpec:
                     yield f"values[{i}]", f"enum value {v!r} must be non-empty, printable, without quotes or backslashes"
         elif self.values:
             yield "values", f"'values' is only for enum arguments, not {self.type}"
+        if self.aliases and self.type != "enum":
+            yield "aliases", f"'aliases' are only for enum arguments, not {self.type}"
+        seen: dict[str, str] = {_said_key(v): v for v in self.values}
+        for value, names in self.aliases.items():
+            if value not in self.values:
+                yield f"aliases.{value}", f"is not one of the values: {self.values}"
+            for name in names:
+                key = _said_key(name)
+                if not key:
+                    yield f"aliases.{value}", f"alias {name!r} is empty once articles and spacing are dropped"
+                elif seen.setdefault(key, value) != value:
+                    yield f"aliases.{value}", f"alias {name!r} also names {seen[key]!r}; a name means one value"
         if self.step is not None and self.step <= 0:
             yield "step", "must be positive"
         elif self.type in ("int", "float"):
@@ -92,6 +107,30 @@ class ArgSpec:
             yield "min", f"'min'/'max' are only for int and float arguments, not {self.type}"
         if self.max_len < 1:
             yield "max_len", "must be at least 1"
+
+    def resolve(self, said: str) -> str | None:
+        """The enum value a name as said means, or None when it names none of them.
+
+        The value itself or one of its aliases, read without case, a leading article or possessive ('the', 'my'),
+        '_' or '-' for a space; else the one name a typing slip away (edit distance 1, or 2 for names of 10+
+        letters; never for names under 5 letters, where a slip makes another word: 'hall' is not 'mall').
+        """
+        key = _said_key(said)
+        names = self._names
+        if key in names:
+            return names[key]
+        if len(key) < 5:
+            return None
+        limit = 2 if len(key) >= 10 else 1
+        close = {names[name] for name in names if _within_edits(key, name, limit)}
+        if len(close) != 1:
+            return None
+        return close.pop()
+
+    @functools.cached_property
+    def _names(self) -> dict[str, str]:
+        names = {_said_key(alias): value for value, aliases in self.aliases.items() for alias in aliases}
+        return {**names, **{_said_key(value): value for value in self.values}}
 
     def charset(self) -> frozenset[str]:
         """The characters ``chars`` admits (ValueError says what is wrong with it)."""
@@ -141,13 +180,22 @@ class CallSpec:
 
 @dataclass
 class ExpansionArg(ArgSpec):
-    """An argument of a compact call: a full ArgSpec, or ``like: callee.arg`` to reuse an API argument's spec."""
+    """An argument of a compact call: a full ArgSpec, ``like: callee.arg`` to reuse an API argument's spec, or
+    ``names: callee.arg``: a value of that enum as said (a ``str`` of ``chars``, at most ``max_len``), resolved by
+    the enum's ``aliases`` and spelling; a name that resolves to nothing turns the answer into the expansion's
+    ``unresolved`` refusal."""
 
     type: Literal["str", "int", "float", "bool", "enum"] | None = None
     like: str = ""
+    names: str = ""
 
     def check(self) -> Iterator[tuple[str, str]]:
-        if self.like:
+        if self.names:
+            if self.like or self.type is not None:
+                yield "names", "'names' takes a value of an enum as said (a str); give no 'like' or 'type' with it"
+            else:
+                yield from ArgSpec(**{**_arg_fields(self), "type": "str"}).check()
+        elif self.like:
             if self != ExpansionArg(like=self.like, doc=self.doc):
                 yield "like", "'like' copies an API argument's spec; give 'like' or the spec's fields, not both"
         elif self.type is None:
@@ -164,6 +212,9 @@ class ExpansionSpec:
     args: dict[str, ExpansionArg] = field(default_factory=dict)  #: in positional order, like an API call's
     let: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  #: enum arg -> value -> named numbers
     to: list[str] = field(default_factory=list)  #: API call templates with {...} holes, e.g. robot.wait(seconds={s})
+    #: with a ``names`` argument: the exclusive API call the answer becomes when a name as said is none of the
+    #: enum's (``robot.reject(reason='unknown_place')``); the model copies the name, code decides it is unknown
+    unresolved: str = ""
 
     def check(self) -> Iterator[tuple[str, str]]:
         if not self.to:
@@ -306,6 +357,16 @@ class ContractSpec:
             except ExpansionError as exc:
                 yield f"{where}.{exc.field}", exc.problem
                 continue
+            if expander.said and not spec.unresolved:
+                yield f"{where}.unresolved", "a 'names' argument needs 'unresolved': the refusal for a name not known"
+            if spec.unresolved:
+                callee = spec.unresolved.split("(", 1)[0]
+                problem = refusal(self, spec.unresolved)
+                if problem or not self.api[callee].exclusive:
+                    yield f"{where}.unresolved", (f"{spec.unresolved!r} must be one exclusive API call, canonically "
+                                                  f"spelled{': ' + problem if problem else ''}")
+                if not expander.said:
+                    yield f"{where}.unresolved", "is only for expansions with a 'names' argument"
             for sub, problem in expander.check(self.api, functools.partial(refusal, self)):
                 yield f"{where}.{sub}", problem
         if self.max_calls // self.longest_expansion() < self.min_calls:
@@ -315,18 +376,26 @@ class ContractSpec:
     def _expander(self, name: str, spec: ExpansionSpec) -> Expander:
         """Resolve ``like`` references and compile the templates; ExpansionError names the field."""
         args: dict[str, ArgSpec] = {}
+        said: dict[str, ArgSpec] = {}
         for arg_name, arg in spec.args.items():
-            if arg.like:
+            if arg.names:
+                callee, _, target = arg.names.rpartition(".")
+                enum = self.api.get(callee, CallSpec()).args.get(target)
+                if enum is None or enum.type != "enum":
+                    raise ExpansionError(f"args.{arg_name}.names",
+                                         f"'{arg.names}' is not an enum API argument (write it as callee.argument)")
+                args[arg_name] = ArgSpec(**{**_arg_fields(arg), "type": "str"})
+                said[arg_name] = enum
+            elif arg.like:
                 callee, _, target = arg.like.rpartition(".")
                 if target not in self.api.get(callee, CallSpec()).args:
                     raise ExpansionError(f"args.{arg_name}.like",
                                          f"'{arg.like}' is not an API argument (write it as callee.argument)")
                 args[arg_name] = self.api[callee].args[target]
             else:
-                plain = {f.name: getattr(arg, f.name) for f in dataclasses.fields(ArgSpec)}
-                args[arg_name] = ArgSpec(**plain)
+                args[arg_name] = ArgSpec(**_arg_fields(arg))
         templates = [compile_template(text, f"to[{i}]", args, spec.let, self.api) for i, text in enumerate(spec.to)]
-        return Expander(name, args, spec.let, templates)
+        return Expander(name, args, spec.let, templates, said)
 
     @functools.cached_property
     def _expanders(self) -> dict[str, Expander]:
@@ -374,8 +443,42 @@ class ContractSpec:
             vocab = self.vocabulary()
             for name, spec in self.expansions.items():
                 targets = ", ".join(template.split("(", 1)[0].strip() for template in spec.to)
-                lines.append(f"{_describe_call(name, vocab[name])} -> {targets}")
+                said = "".join(f"; {arg} names one of {', '.join(enum.values)} as said (aliases and slips are "
+                               f"read), any other name answers {spec.unresolved}"
+                               for arg, enum in self.expander(name).said.items())
+                lines.append(f"{_describe_call(name, vocab[name])} -> {targets}{said}")
         return "\n".join(lines)
+
+
+def _arg_fields(arg: ArgSpec) -> dict:
+    """The ArgSpec fields of an argument (an ExpansionArg's own fields left out)."""
+    return {f.name: getattr(arg, f.name) for f in dataclasses.fields(ArgSpec)}
+
+
+_ARTICLE = re.compile(r"^(?:the|my|our|your|a|an)\s+")
+
+
+def _said_key(name: str) -> str:
+    """How a name as said is compared: lower case, '_' and '-' as spaces, single spaces, no leading article."""
+    return _ARTICLE.sub("", " ".join(name.lower().replace("_", " ").replace("-", " ").split()))
+
+
+def _within_edits(a: str, b: str, limit: int) -> bool:
+    """Whether ``a`` is at most ``limit`` typing slips from ``b`` (insert, drop, replace, swap of neighbours)."""
+    if abs(len(a) - len(b)) > limit:
+        return False
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], previous2[j - 2] + 1)
+        if min(row) > limit:
+            return False
+        previous2, previous = previous, row
+    return previous[-1] <= limit
 
 
 def _is_name(text: str) -> bool:

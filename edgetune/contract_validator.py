@@ -1,7 +1,8 @@
 """The contract's validator: judges one answer against a ContractSpec, never executing anything.
 
 Call answers are parsed with ``ast`` only, every violation is reported with its item and column, compact calls are
-expanded into the API calls the robot runs (``Verdict.calls``), and an item is valid only in its one canonical
+expanded into the API calls the robot runs (``Verdict.calls``; an answer that refuses, with an exclusive call last or
+a name as said that the contract does not know, runs the refusal alone), and an item is valid only in its one canonical
 spelling (edgetune/contract.py says why). ``judge`` also returns the per-call keys the scorer compares.
 """
 
@@ -46,6 +47,7 @@ def judge(contract: ContractSpec, text: str) -> tuple[Verdict, list[str]]:
     keys: list[str] = []
     ends: list[int] = []  # expanded calls so far, after each item
     exclusive: list[tuple[int, str]] = []
+    refused: list[int] = []  # items that stand for a refusal: a name resolved to nothing, an exclusive call last
     max_chars = max_item_chars(contract)
     for index, item in enumerate(data):
         if not isinstance(item, str):
@@ -62,7 +64,10 @@ def judge(contract: ContractSpec, text: str) -> tuple[Verdict, list[str]]:
             if callee is not None and vocab[callee].exclusive:
                 exclusive.append((index, callee))
             expanded = [(normal, normal)]
-            if values is not None and callee in contract.expansions:
+            if values is not None and callee in contract.expansions and contract.expander(callee).unresolved(values):
+                refused.append(index)  # a name as said that is none the contract knows: the expansion's refusal
+                expanded = [(contract.expansions[callee].unresolved,) * 2]
+            elif values is not None and callee in contract.expansions:
                 expanded = _expand(contract, callee, values, index, violations) or expanded
             elif values is not None:
                 expanded = [(normal, _canonical(callee, vocab[callee], values, loose=True))]
@@ -85,8 +90,12 @@ def judge(contract: ContractSpec, text: str) -> tuple[Verdict, list[str]]:
         once = " once expanded" if len(calls) != len(data) else ""
         msg = f"{len(calls)} calls{once}; between {contract.min_calls} and {contract.max_calls} allowed"
         violations.insert(0, Violation("call_count", msg, first_extra))
-    if exclusive and exclusive[-1][0] == len(data) - 1 > 0:  # the items before it are void: only it ever runs
-        calls, keys = calls[ends[-2]:], keys[ends[-2]:]
+    if exclusive and exclusive[-1][0] == len(data) - 1:
+        refused.append(len(data) - 1)
+    if refused:  # the first refusal is the answer: the items around it are void, only it ever runs
+        first = min(refused)
+        start = ends[first - 1] if first else 0
+        calls, keys = calls[start:ends[first]], keys[start:ends[first]]
     verdict = Verdict(not violations, violations, calls, json.dumps(compact), compact)
     return verdict, keys
 

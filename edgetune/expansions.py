@@ -16,7 +16,7 @@ import itertools
 import math
 import operator
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 if TYPE_CHECKING:
@@ -167,16 +167,32 @@ def _number(value: object) -> float:
 
 @dataclass
 class Expander:
-    """One declared expansion with its argument specs resolved and its templates compiled."""
+    """One declared expansion with its argument specs resolved and its templates compiled.
+
+    ``said``: the arguments that name an enum value as said (``names: nav.go_to.place``), with that enum: the model
+    copies the name from the command and ``ArgSpec.resolve`` maps it to the value (aliases, spelling).
+    """
 
     name: str
     args: dict[str, "ArgSpec"]
     let: Let
     templates: list[Template]
+    said: dict[str, "ArgSpec"] = field(default_factory=dict)
+
+    def unresolved(self, values: Mapping[str, object]) -> list[str]:
+        """The ``said`` arguments whose names resolve to no value (the answer is then the expansion's refusal)."""
+        return [name for name, enum in self.said.items() if enum.resolve(str(values[name])) is None]
 
     def expand(self, values: Mapping[str, object], api: Mapping[str, "CallSpec"]) -> list[str]:
-        """The API call texts for one compact call's argument values (numbers snapped, not yet validated)."""
-        return [self._render(template, values, api) for template in self.templates]
+        """The API call texts for one compact call's argument values (numbers snapped, not yet validated); names
+        as said are resolved first (ExpansionError when one names nothing: ask ``unresolved`` before)."""
+        resolved = dict(values)
+        for name, enum in self.said.items():
+            value = enum.resolve(str(values[name]))
+            if value is None:
+                raise ExpansionError(f"args.{name}", f"{values[name]!r} is none of {enum.values}")
+            resolved[name] = value
+        return [self._render(template, resolved, api) for template in self.templates]
 
     def _render(self, template: Template, values: Mapping[str, object], api: Mapping[str, "CallSpec"]) -> str:
         from edgetune.contract import format_value
@@ -213,11 +229,16 @@ class Expander:
             for value in arg.values:
                 if value not in table:
                     yield f"let.{name}", f"has no entry for {name}={value!r}"
-        choices = {name: _choices(arg) for name, arg in self.args.items()}
+        choices = {name: list(self.said[name].values) if name in self.said else _choices(arg)
+                   for name, arg in self.args.items()}
         first = {name: options[0] for name, options in choices.items()}
         for i, template in enumerate(self.templates):
             for hole in template.holes:
-                if isinstance(hole.tree, ast.Name) and self.args[hole.tree.id].type == "str":
+                if isinstance(hole.tree, ast.Name) and hole.tree.id in self.said:
+                    if api[hole.callee].args[hole.arg] is not self.said[hole.tree.id]:
+                        yield f"to[{i}]", (f"hole {{{hole.text}}}: a name as said fills only the enum it names "
+                                           f"({hole.callee}.{hole.arg} is another argument)")
+                elif isinstance(hole.tree, ast.Name) and self.args[hole.tree.id].type == "str":
                     source, target = self.args[hole.tree.id], api[hole.callee].args[hole.arg]
                     if target.type != "str" or not source.charset() <= target.charset() \
                             or source.max_len > target.max_len:

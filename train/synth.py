@@ -1,19 +1,20 @@
-"""Offline synthesizer for robot_sdk (contract v2): robot commands in people's words, with the exact compact answer.
+"""Offline synthesizer for robot_sdk (contract v4): robot commands in people's words, with the exact compact answer.
 
 Why rules and not a model: a 135M student can only learn what the text determines, so every phrase that changes
 the answer says it, implicit steps follow fixed rules (the conventions in docs/README.data.md), and phrasing
 varies freely where it changes nothing: synonyms, chatty or terse wrappers, context sentences, digits or words,
 typos, case and punctuation. What must generalise is taught by breadth, not by memory: hundreds of object nouns
-(the answer copies the object as said, without determiners or possessives), open-vocabulary surfaces, and
-refusals (``robot.reject(reason=...)``) for requests the API cannot do, places off the map, unsafe instructions and
-messages with nothing to act on. If any part of a command must be refused, the answer ends with the reject call
+(the answer copies the object as said, without determiners or possessives), open-vocabulary surfaces, places as
+said (the contract maps a synonym or a slip onto the map and refuses a place not on it), and refusals
+(``robot.reject(reason=...)``) for requests the API cannot do, unsafe instructions and messages with nothing to act
+on. If any part of a command must be refused, the answer ends with the reject call
 where that part is said: the calls of the parts said before it are written (a small model decides clause by clause
 far better than it looks ahead to the end of a command), and the contract voids them: only the refusal runs.
 
 Answers use the contract's compact calls (go, find, pick, move, move_at, start, start_at, walk, turn), which the
 contract expands into the SDK calls the robot runs; everything else is a raw API call.
 The rules, in short:
-  - "go to P" -> go(P); the map's synonyms ("lounge", "restroom", ...) map to its names; other places are refused
+  - "go to P" -> go(P), P as said ("lounge", "storeroom", "pantry"); the contract reads it against the map
   - "find X [in P]", "search P for X" -> [go(P)], find(X); "pick up X [from P]", "find X and pick it up" ->
     [go(P)], pick(X); "bring me X [from P] [to Q]" -> [go(P)], pick(X), [go(Q)]; "bring me X, I'm in Q" ->
     pick(X), go(Q); "bring X to me/here" -> pick(X) (the robot does not know where "me" is)
@@ -43,10 +44,10 @@ from typing import Iterator
 
 from edgetune.contract import ContractSpec
 from train.synth_phrasing import (KEEP, KEEP_END, NUMBER_WORDS, SAY, SAY_END, SPANS, SPEAK, State, Step, call, find, go,
-                                  pick, reject, typo)
+                                  pick, reject, said_place, typo)
 from train.synth_steps import STEP_KINDS, refused
-from train.synth_vocab import (CONTAINERS, CONTEXT, DETERMINERS, DIRECTIONS, OBJECTS, PLACES, PREFIX, QUESTION_PREFIX,
-                               SENTENCE_PREFIX, SPEED_WORDS, SUFFIX, SURFACES, UNCLEAR)
+from train.synth_vocab import (CONTAINERS, CONTEXT, DETERMINERS, DIRECTIONS, OBJECTS, PLACE_NAMES, PLACES, PREFIX,
+                               QUESTION_PREFIX, SENTENCE_PREFIX, SPEED_WORDS, SUFFIX, SURFACES, UNCLEAR, UNKNOWN_PLACES)
 
 #: refusal reasons of robot.reject, and how often each kind of command is generated (percent): about a quarter
 #: refusals, as in what people say to a home robot (the human set: 28%); at 16.5% the minority reasons (unsafe,
@@ -233,8 +234,9 @@ def compose(rng: random.Random) -> Command:
             break
     user = _finish(rng, steps, None if kind == "action" else kind)
     speech = iter(m.group(1) for m in re.finditer(f"{SAY}(.*?){SAY_END}", user))
-    if kind != "action":  # what was said before the refused part, then the refusal, which voids it
-        calls = tuple(c for s in steps[:refuse_at] for c in s.calls) + (reject(kind),)
+    if kind not in ("action", "unknown_place"):  # what was said before the refused part, then the refusal, which
+        calls = tuple(c for s in steps[:refuse_at] for c in s.calls) + (reject(kind),)  # voids it
+    # an unknown place is named as said like any other: the contract refuses it (robot_sdk's go, 'unresolved')
     calls = tuple(call("audio.speak", text=next(speech)) if c == SPEAK else c for c in calls)
     user = re.sub(f"[{SAY}{SAY_END}{KEEP}{KEEP_END}]", "", user)
     user = re.sub(r"\s+", " ", user).replace(" ,", ",").replace("..", ".").replace(",.", ".").strip()
@@ -255,6 +257,13 @@ def check_vocabulary(contract: ContractSpec) -> None:
     if bad:
         raise ValueError(f"the task contract rejects {len(bad)} of the synthesizer's answer forms, e.g. "
                          f"{bad[0][0]}: {'; '.join(map(str, bad[0][1]))}")
+    misread = [name for place, names in PLACE_NAMES.items() for name in names
+               if contract.validate(json.dumps([go(said_place(name))])).calls[:1] != [f"nav.go_to(place='{place}')"]]
+    misread += [name for name in UNKNOWN_PLACES
+                if contract.validate(json.dumps([go(said_place(name))])).calls != [reject("unknown_place")]]
+    if misread:
+        raise ValueError(f"the task contract reads {len(misread)} of the synthesizer's places otherwise than it "
+                         f"means them (a synonym off the map, or a place off the map on it), e.g. {misread[0]}")
 
 
 def iter_commands(seed: int = 0, contract: ContractSpec | None = None) -> Iterator[Command]:

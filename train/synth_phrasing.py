@@ -145,18 +145,26 @@ def it(plural: bool) -> str:
     return "them" if plural else "it"
 
 
-def place_phrase(rng: random.Random, st: State, bare: bool = False) -> tuple[str | None, str]:
-    """A place as said -> (its map name, text); when the step must name an unknown place: (None, text)."""
+def said_place(text: str) -> str:
+    """A place as the answer names it: as said, lower case, no article or apostrophe (the contract resolves it)."""
+    return re.sub(r"^(the|my|our) ", "", text.lower()).replace("'", "")
+
+
+def place_phrase(rng: random.Random, st: State, bare: bool = False) -> tuple[str, str]:
+    """A place as said -> (its name in the answer, text). The answer names it as said, a synonym or a place not on
+    the map alike: the contract maps it onto the map or refuses it (robot_sdk's go), so the model copies, never
+    decides. When the step must name an unknown place, it is one of UNKNOWN_PLACES."""
     if st.unknown:
         text = rng.choice(UNKNOWN_PLACES)
-        return None, keep(text.removeprefix("the ") if bare and text.startswith("the ") else text)
-    place = rng.choice([p for p in PLACES if p != st.place] or PLACES)
+        text = text.removeprefix("the ") if bare and text.startswith("the ") else text
+        return said_place(text), keep(text)
+    place = rng.choice([p for p in PLACES if st.place not in PLACE_NAMES[p]] or PLACES)
     name = rng.choice(PLACE_NAMES[place])
     if bare or (name in BARE_PLACES and rng.random() < 0.5):
-        return place, name
+        return name, name
     if place in ("kitchen", "bedroom", "office", "garage", "garden", "living_room") and rng.random() < 0.08:
-        return place, f"{rng.choice(['my', 'our'])} {name}"
-    return place, f"the {name}"
+        return name, f"{rng.choice(['my', 'our'])} {name}"
+    return name, f"the {name}"
 
 
 def surface_phrase(rng: random.Random) -> tuple[str, str]:

@@ -22,9 +22,8 @@ def step_go(rng: random.Random, st: State) -> Step:
         place, text = place_phrase(rng, st, bare=True)
         return Step(rng.choice([f"{text}. now", f"{text}, now", f"to the {text}", f"{text} please",
                                 f"{text}!", f"go {text}", f"{text}. go"]), (go(place),), sentence=True)
-    if place is not None:
-        st.place = place
-    return Step(f"{verb} {text}{tail}", (go(place),) if place else ())
+    st.place = place
+    return Step(f"{verb} {text}{tail}", (go(place),))
 
 
 def _find_in(rng: random.Random, st: State, obj: str, plural: bool) -> tuple[str | None, str]:
@@ -46,9 +45,8 @@ def step_find(rng: random.Random, st: State) -> Step:
     name, obj, plural = object_phrase(rng)
     if st.unknown or rng.random() < 0.42:
         place, text = _find_in(rng, st, obj, plural)
-        if place:
-            st.place = place
-        return Step(text, (go(place), find(name)) if place else ())
+        st.place = place
+        return Step(text, (go(place), find(name)))
     if st.solo and rng.random() < 0.25:  # "I lost my keys, can you find them?"
         be, them = ("are", "them") if plural else ("is", "it")
         text = rng.choice([f"where {be} {obj}", f"have you seen {obj}", f"do you know where {obj} {be}"])
@@ -69,13 +67,12 @@ def step_pick(rng: random.Random, st: State) -> Step:
     calls: tuple[str, ...]
     if st.unknown or rng.random() < 0.35:
         place, where = place_phrase(rng, st)
-        if place:
-            st.place = place
+        st.place = place
         text = rng.choice([f"{verb} {obj} {rng.choice(['in', 'from', 'in', 'at'])} {where}",
                            f"once you're in {where}, {verb} {obj}", f"when you reach {where}, {verb} {obj}",
                            f"in {where}, {verb} {obj}", f"go to {where} and {verb} {obj}",
                            f"if you see {obj} in {where}, {rng.choice(['grab', 'pick up', 'take'])} {it(plural)}"])
-        calls = (go(place), pick(name)) if place else ()
+        calls = (go(place), pick(name))
     else:
         form = rng.random()
         if form < 0.15 and verb == "pick up":
@@ -111,7 +108,7 @@ def step_bring(rng: random.Random, st: State) -> Step:
     src = dst = None
     calls: list[str] = []
 
-    def at(which: str) -> tuple[str | None, str]:
+    def at(which: str) -> tuple[str, str]:
         st.unknown = unknown_at == which
         return place_phrase(rng, st)
 
@@ -156,8 +153,6 @@ def step_bring(rng: random.Random, st: State) -> Step:
         dst, dst_text = place_phrase(rng, st)
         text = f"{rng.choice(CARRY)} {obj} to {dst_text}"
     st.unknown = bool(unknown_at)
-    if unknown_at:
-        return Step(text, ())
     calls = ([go(src)] if src else []) + [pick(name)] + ([go(dst)] if dst else [])
     st.place = dst or src or st.place
     return Step(text, tuple(calls))
@@ -373,13 +368,14 @@ _PLACED = ["go", "go", "find", "pick", "bring", "bring"]
 
 
 def refused(rng: random.Random, st: State, reason: str) -> Step:
-    """A clause the robot must refuse."""
+    """A clause the robot must refuse. One naming a place not on the map is written like any other (the place
+    as said): the contract refuses the place, not the model."""
     if reason == "unknown_place":
         st.unknown = True
         kind = rng.choice(_PLACED)
         step = STEP_KINDS[kind][0](rng, st)
         st.unknown = False
-        return Step(step.text, ())
+        return step
     templates = UNSUPPORTED if reason == "unsupported" else UNSAFE
     template = rng.choice(templates)
     name, obj, _ = object_phrase(rng)

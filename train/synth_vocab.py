@@ -4,12 +4,14 @@ the phrase tables (verbs, directions, speeds, postures, the wrappers around a co
 Kept apart from the grammar so the lists can grow without touching the rules. Objects and surfaces are open
 vocabulary in the contract (lower-case ``a-z0-9 -``, at most 40 characters): the lists are large so the test split
 mostly names objects the student never saw in training, which measures copying, not memory. Places are the map's
-closed set plus the synonyms CONTRACT_V2 fixes; every other place is unknown (-> ``robot.reject``).
+closed set, said by the names people use (the task's aliases); the answer names a place as said, and the contract
+refuses one not on the map (``robot.reject(reason='unknown_place')``).
 """
 
 from __future__ import annotations
 
-#: the map (robot_sdk's nav.go_to enum) and what people call each place; the first name is the plain one
+#: the map (robot_sdk's nav.go_to enum) and what people call each place (each one of the task's aliases); the
+#: first name is the plain one
 PLACE_NAMES: dict[str, list[str]] = {
     "kitchen": ["kitchen"],
     "living_room": ["living room", "living room", "lounge"],

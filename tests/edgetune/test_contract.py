@@ -18,7 +18,9 @@ def test_vocabulary_holds_the_api_and_the_compact_calls_with_resolved_arguments(
     vocab = contract.vocabulary()
     compact = {"go", "find", "pick", "move", "move_at", "start", "start_at", "walk", "turn"}
     assert set(vocab) == set(contract.api) | compact
-    assert vocab["go"].args["place"] == contract.api["nav.go_to"].args["place"]
+    assert vocab["find"].args["name"] == contract.api["perception.find_object"].args["name"]
+    assert vocab["go"].args["place"].type == "str"  # a place as said; the contract reads it against the map
+    assert contract.expander("go").said == {"place": contract.api["nav.go_to"].args["place"]}
     assert vocab["turn"].args["degrees"].grid() == [45, 90, 135, 180, 225, 270, 315, 360]
     assert not any(vocab[name].exclusive for name in contract.expansions)
 
@@ -45,3 +47,22 @@ def test_numeric_grid_stays_inside_the_range():
     assert ArgSpec(type="int", min=1, max=9, step=4).grid() == [1, 5, 9]
     grid = ArgSpec(type="float", min=0.0, max=4.96e-5, step=1e-7).grid()
     assert max(grid) <= 4.96e-5 and len(grid) == len(set(grid))
+
+
+def test_a_place_as_said_resolves_through_aliases_articles_and_slips(contract):
+    place = contract.api["nav.go_to"].args["place"]
+    said = {"kitchen": "kitchen", "The Kitchen": "kitchen", "living room": "living_room", "living_room": "living_room",
+            "lounge": "living_room", "my lounge": "living_room", "store room": "storage_room", "storeroom": "storage_room",
+            "kitchn": "kitchen", "diinng room": "dining_room", "corridr": "hallway", "laundry rooom": "laundry_room",
+            "dinning rom": "dining_room", "front-door": "front_door"}
+    assert {name: place.resolve(name) for name in said} == said
+    # not on the map: a short name is never read as a slip ('hall' is a place, 'mall' is not), nor is a name two
+    # slips from a short one ('store' is not 'storage'), nor one as close to two places
+    for name in ("mall", "pantry", "the cellar", "store", "post office", "basement", "", "garden shed", "kitchens room"):
+        assert place.resolve(name) is None, name
+
+
+def test_a_slip_as_close_to_two_names_resolves_to_neither():
+    spec = ArgSpec(type="enum", values=["lab_a", "lab_b"], aliases={"lab_a": ["north lab"], "lab_b": ["south lab"]})
+    assert spec.resolve("nrth lab") == "lab_a" and spec.resolve("lab c") is None
+    assert spec.resolve("lab_a ") == "lab_a" and spec.resolve("lab-b") == "lab_b"

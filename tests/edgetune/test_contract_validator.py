@@ -66,7 +66,7 @@ BAD_ITEMS = [
     ("find(name='cat!')", "bad_value", 10),
     ("pick(name='" + "a" * 41 + "')", "bad_value", 10),
     ("arm.place(surface='the table, please')", "bad_value", 18),
-    ("go(place='attic')", "not_in_enum", 9),
+    ("go(place='Attic')", "bad_value", 9),  # a place as said is lower case (an unknown one is a refusal)
     ("move(direction='up', speed='slow', seconds=2.0)", "not_in_enum", 15),
     ("move(direction='forward', speed='slow')", "missing_argument", 38),
     ("walk(direction='forward', meters=20.0)", "out_of_range", 33),
@@ -260,6 +260,29 @@ def test_an_exclusive_call_anywhere_but_last_is_rejected(contract, items, indice
     assert "must be the last item" in str(next(v for v in verdict.violations if v.code == "exclusive"))
     if not items[-1].startswith("robot.reject("):  # a refusal that does not end the answer voids nothing
         assert len(verdict.calls) > len(items) - 1
+
+
+def test_a_place_not_on_the_map_turns_the_answer_into_the_refusal(contract):
+    """The model copies the place as said; the contract, not the model, knows the map: an unknown place is
+    robot.reject(reason='unknown_place') alone, whatever came before or after it."""
+    items = ["sport.StandUp()", "go(place='pantry')", "pick(name='soda')", "go(place='kitchen')"]
+    verdict = contract.validate(answer(*items))
+    assert verdict.valid, verdict.violations
+    assert verdict.calls == ["robot.reject(reason='unknown_place')"] and verdict.compact == items
+    assert contract.score([answer(*items)], [answer("robot.reject(reason='unknown_place')")]).exact_match == 1.0
+    # the first refusal said is the answer: an unknown place before a reject, or a reject ending the answer
+    first = contract.validate(answer("go(place='cellar')", "robot.reject(reason='unsafe')"))
+    assert first.valid and first.calls == ["robot.reject(reason='unknown_place')"]
+
+
+def test_a_place_said_by_another_name_or_misspelt_goes_where_the_map_says(contract):
+    verdict = contract.validate(answer("go(place='storeroom')", "go(place='the kitchn')", "go(place='living room')"))
+    assert verdict.valid, verdict.violations
+    assert verdict.calls[::2] == ["nav.go_to(place='storage_room')", "nav.go_to(place='kitchen')",
+                                  "nav.go_to(place='living_room')"]
+    assert contract.score([answer("go(place='lounge')")], [answer("go(place='living_room')")]).exact_match == 1.0
+    # the raw API call keeps the closed set: only a compact call reads names as said
+    assert only_violation(contract, answer("nav.go_to(place='lounge')")).code == "not_in_enum"
 
 
 # --------------------------------------------------------------------------------------- open-vocabulary names

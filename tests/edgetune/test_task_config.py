@@ -203,8 +203,31 @@ BAD_TASKS = {
         lambda d: _expansion(d, "turn")["to"].__setitem__(1, "robot.wait(seconds={degrees * 1e308 * 10})"),
         "contract.expansions.turn.to[1]", "gives inf"),
     "text into a number": (
+        lambda d: _expansion(d, "turn")["to"].__setitem__(0, "sport.Move(vx=0.0, vy=0.0, vyaw={direction})"),
+        "contract.expansions.turn.to[0]", "gives 'left', but sport.Move.vyaw is float"),
+    "a place as said into another argument": (
         lambda d: _expansion(d, "go").update(to=["robot.wait(seconds={place})"]), "contract.expansions.go.to[0]",
-        "gives 'kitchen', but robot.wait.seconds is float"),
+        "a name as said fills only the enum it names (robot.wait.seconds is another argument)"),
+    "a name as said of an argument that is not an enum": (
+        lambda d: _expansion(d, "go")["args"].update(place={"names": "perception.find_object.name"}),
+        "contract.expansions.go.args.place.names", "is not an enum API argument"),
+    "a name as said with a type of its own": (
+        lambda d: _expansion(d, "go")["args"].update(place={"names": "nav.go_to.place", "type": "enum"}),
+        "contract.expansions.go.args.place.names", "give no 'like' or 'type' with it"),
+    "a name as said without the refusal for an unknown one": (
+        lambda d: _expansion(d, "go").pop("unresolved"), "contract.expansions.go.unresolved", "needs 'unresolved'"),
+    "a refusal for unknown names that is not exclusive": (
+        lambda d: _expansion(d, "go").update(unresolved="nav.dock()"), "contract.expansions.go.unresolved",
+        "must be one exclusive API call"),
+    "a refusal for unknown names without a name as said": (
+        lambda d: _expansion(d, "find").update(unresolved="robot.reject(reason='unknown_place')"),
+        "contract.expansions.find.unresolved", "only for expansions with a 'names' argument"),
+    "an alias that names two places": (
+        lambda d: d["contract"]["api"]["nav.go_to"]["args"]["place"]["aliases"].update(kitchen=["the Lounge"]),
+        "contract.api.nav.go_to.args.place.aliases.kitchen", "also names 'living_room'"),
+    "an alias of a value the enum lacks": (
+        lambda d: d["contract"]["api"]["nav.go_to"]["args"]["place"]["aliases"].update(attic=["loft"]),
+        "contract.api.nav.go_to.args.place.aliases.attic", "is not one of the values"),
     "open-vocabulary name into a narrower string": (
         lambda d: _expansion(d, "find")["args"].update(name={"type": "str", "max_len": 60}),
         "contract.expansions.find.to[0]", "a str argument may only fill a str argument that admits all its values"),

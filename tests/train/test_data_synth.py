@@ -15,6 +15,7 @@ from train.data import DataConfig, main, run
 from edgetune.artifacts import SPLITS, read_split
 
 REASONS = ("unsupported", "unknown_place", "unsafe", "unclear")
+UNKNOWN_PLACE = "robot.reject(reason='unknown_place')"
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +69,16 @@ def test_synth_is_deterministic_prefix_stable_and_valid_in_both_forms(robot_task
         assert flat.valid and flat.calls == verdict.calls, (cmd, flat.violations)
 
 
-def test_the_mix_holds_refusals_and_every_reason(commands):
+def test_the_mix_holds_refusals_and_every_reason(commands, robot_task):
     mix = synth.mix(commands)
     refused = sum(mix[r] for r in REASONS)
     assert 0.22 <= refused <= 0.30, mix  # about a quarter, as in the human set (28%)
     assert all(mix[r] >= 0.01 for r in REASONS), mix
     for cmd in commands:
         rejects = [c for c in cmd.calls if c.startswith("robot.reject(")]
-        if rejects or cmd.kind != "action":  # a refusal ends the answer where the refused part is said
+        if cmd.kind == "unknown_place":  # the place is named as said; the contract refuses it
+            assert not rejects and robot_task.contract.validate(cmd.assistant).calls == [UNKNOWN_PLACE], cmd
+        elif rejects or cmd.kind != "action":  # a refusal ends the answer where the refused part is said
             assert rejects == [f"robot.reject(reason='{cmd.kind}')"] and cmd.calls[-1] == rejects[0], cmd
     mixed = [c for c in commands if c.kind != "action" and re.search(r" and |, then |\. ", c.user)]
     assert len(mixed) > 0.25 * sum(c.kind != "action" for c in commands)  # refused parts inside longer commands
@@ -123,16 +126,22 @@ def test_test_objects_are_mostly_unseen_in_train(commands):
                                          ("backyard", "garden"), ("corridor", "hallway"), ("lift", "elevator"),
                                          ("lobby", "reception"), ("storeroom", "storage_room"),
                                          ("entryway", "front_door"), ("laboratory", "lab")])
-def test_place_synonyms_map_to_the_map(commands, said, place):
+def test_places_are_named_as_said_and_the_contract_maps_synonyms(commands, robot_task, said, place):
     hits = [c for c in commands if re.search(rf"\bthe {said}\b", unspoken(c)) and c.kind == "action"]
-    assert hits and all(f"go(place='{place}')" in c.calls for c in hits)
+    assert hits and all(f"go(place='{said}')" in c.calls for c in hits)
+    for cmd in hits:
+        assert f"nav.go_to(place='{place}')" in robot_task.contract.validate(cmd.assistant).calls, cmd
 
 
-def test_unknown_places_are_refused(commands):
+def test_unknown_places_are_named_as_said_and_refused_by_the_contract(commands, robot_task):
     places = "|".join(re.escape(p) for p in synth_vocab.UNKNOWN_PLACES if p != "the car")  # not "the car keys"
     hits = [c for c in commands if re.search(rf"\b({places})\b", unspoken(c))]
     assert len(hits) > 100
     assert all(c.kind != "action" for c in hits), [c for c in hits if c.kind == "action"][:3]
+    for cmd in hits:
+        said = [args(c, "place") for c in cmd.calls if c.startswith("go(")]
+        assert any(synth_phrasing.said_place(p) in said for p in synth_vocab.UNKNOWN_PLACES), cmd
+        assert robot_task.contract.validate(cmd.assistant).calls == [UNKNOWN_PLACE], cmd
 
 
 def test_motion_words_always_mean_the_same_call(commands):
