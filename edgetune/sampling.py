@@ -147,6 +147,9 @@ class SequenceSampler:
                       llama_cpp.llama_sampler_init_top_p(request.top_p, 1),
                       llama_cpp.llama_sampler_init_temp(request.temperature),
                       llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF)]
+        #: the chain is llama.cpp's greedy pick alone: ``_choose`` takes the first maximum itself (the same token)
+        #: instead of filling a token array over the 49k vocabulary each step for the chain to scan
+        self.greedy = request.temperature <= 0 and request.repeat_penalty == 1.0
         for step in steps:  # the chain owns (and frees) them
             llama_cpp.llama_sampler_chain_add(self.chain, step)
         for token in request.prompt[-PENALTY_LAST_N:]:  # the penalty sees the prompt too, as in llama-server
@@ -199,6 +202,10 @@ class SequenceSampler:
     def _choose(self, ids: "np.ndarray | None", logits: "np.ndarray") -> int:
         """The chain's pick among ``ids`` (None: the whole vocabulary)."""
         import llama_cpp
+        import numpy as np
+
+        if self.greedy:  # llama_sampler_init_greedy: the first of the highest logits, in ``ids`` order
+            return int(np.argmax(logits)) if ids is None else int(ids[np.argmax(logits[ids])])
 
         view, array = self._array(ids, logits)
         llama_cpp.llama_sampler_apply(self.chain, ctypes.byref(array))

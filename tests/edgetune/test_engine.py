@@ -120,6 +120,31 @@ def test_constrained_greedy_is_the_free_answer_where_the_grammar_admits_it(embed
         whole.close()
 
 
+def test_the_greedy_shortcut_picks_what_the_greedy_chain_picks(engine):
+    """Greedy decoding without a penalty takes the first highest logit in Python; llama.cpp's greedy sampler over
+    the same ids must agree, ties included, over the whole vocabulary and over a candidate subset."""
+    import numpy as np
+
+    from edgetune.sampling import SequenceSampler
+
+    sampler = SequenceSampler(engine, Request(prompt=[1], max_tokens=8), seq_id=0)
+    rng = np.random.default_rng(0)
+    try:
+        assert sampler.greedy
+        for trial in range(40):
+            logits = rng.integers(0, 4 if trial % 2 else 1000, engine.n_vocab).astype(np.float32)  # many ties
+            ids = rng.permutation(engine.n_vocab)[:64].astype(np.intc)
+            fast = [sampler._choose(None, logits), sampler._choose(ids, logits)]
+            sampler.greedy = False
+            assert [sampler._choose(None, logits), sampler._choose(ids, logits)] == fast
+            sampler.greedy = True
+    finally:
+        sampler.free()
+    penalized = SequenceSampler(engine, Request(prompt=[1], max_tokens=8, repeat_penalty=1.1), seq_id=0)
+    assert not penalized.greedy  # a penalty changes the logits: the chain decides
+    penalized.free()
+
+
 def test_close_reserve_keeps_a_looping_answer_valid(engine, robot_task):
     longest = max(len(engine.tokenize_text(item)) for item in longest_items(robot_task.contract))
     assert longest >= 20  # "sport.Move(vx=-1.0, vy=-0.5, vyaw=-1.5)", ...
