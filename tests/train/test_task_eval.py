@@ -35,7 +35,7 @@ def _tokens(vocabulary: Vocabulary, text: str) -> list[int]:
 
 def test_grammar_admits_a_valid_answer_and_rejects_an_invalid_one(task, vocabulary):
     end = vocabulary.llm.token_eos()
-    valid, invalid = "[\"go(place='kitchen')\"]", "[\"go(place='the moon')\"]"
+    valid, invalid = "[\"go(place='kitchen')\"]", "[\"go(place='The Moon')\"]"  # a place as said is lower case
     assert task.contract.validate(valid).valid and not task.contract.validate(invalid).valid
     for text, admitted in ((valid, True), (invalid, False), (valid[:-1], False)):  # cut short: no end of turn yet
         check = GrammarCheck(vocabulary, task.contract.grammar())
