@@ -14,7 +14,7 @@ import json
 import math
 
 from edgetune.contract import ArgSpec, CallSpec, ContractSpec, Verdict, Violation, format_value
-from edgetune.expansions import ExpansionError, dotted_name
+from edgetune.expansions import ExpansionError, UnknownName, dotted_name
 
 _FORBIDDEN_BUILTINS = {"__import__", "eval", "exec", "compile", "getattr", "setattr", "open", "globals", "vars"}
 
@@ -64,11 +64,8 @@ def judge(contract: ContractSpec, text: str) -> tuple[Verdict, list[str]]:
             if callee is not None and vocab[callee].exclusive:
                 exclusive.append((index, callee))
             expanded = [(normal, normal)]
-            if values is not None and callee in contract.expansions and contract.expander(callee).unresolved(values):
-                refused.append(index)  # a name as said that is none the contract knows: the expansion's refusal
-                expanded = [(contract.expansions[callee].unresolved,) * 2]
-            elif values is not None and callee in contract.expansions:
-                expanded = _expand(contract, callee, values, index, violations) or expanded
+            if values is not None and callee in contract.expansions:
+                expanded = _expand(contract, callee, values, index, violations, refused) or expanded
             elif values is not None:
                 expanded = [(normal, _canonical(callee, vocab[callee], values, loose=True))]
         compact.append(normal)
@@ -121,11 +118,15 @@ def max_item_chars(contract: ContractSpec) -> int:
     return 2 * longest + 64
 
 
-def _expand(contract: ContractSpec, callee: str, values: dict, index: int,
-            out: list[Violation]) -> list[tuple[str, str]] | None:
-    """(API call, scoring key) per call ``callee(**values)`` expands to; None (and a violation) if it cannot."""
+def _expand(contract: ContractSpec, callee: str, values: dict, index: int, out: list[Violation],
+            refused: list[int]) -> list[tuple[str, str]] | None:
+    """(API call, scoring key) per call ``callee(**values)`` expands to; None (and a violation) if it cannot. A name
+    as said that the contract does not know makes the item the expansion's refusal (its index goes to ``refused``)."""
     try:
         texts = contract.expander(callee).expand(values, contract.api)
+    except UnknownName:
+        refused.append(index)
+        return [(contract.expansions[callee].unresolved,) * 2]
     except ExpansionError as exc:
         out.append(Violation("expansion", f"{callee}: {exc.problem}", index))
         return None

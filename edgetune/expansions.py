@@ -41,6 +41,10 @@ class ExpansionError(ValueError):
         super().__init__(f"{field}: {problem}" if field else problem)
 
 
+class UnknownName(ExpansionError):
+    """A name as said that is none of its enum's values: the answer is then the expansion's ``unresolved`` refusal."""
+
+
 @dataclass(frozen=True)
 class Hole:
     """One ``{...}`` of a template: its expression and the API argument it fills."""
@@ -179,18 +183,14 @@ class Expander:
     templates: list[Template]
     said: dict[str, "ArgSpec"] = field(default_factory=dict)
 
-    def unresolved(self, values: Mapping[str, object]) -> list[str]:
-        """The ``said`` arguments whose names resolve to no value (the answer is then the expansion's refusal)."""
-        return [name for name, enum in self.said.items() if enum.resolve(str(values[name])) is None]
-
     def expand(self, values: Mapping[str, object], api: Mapping[str, "CallSpec"]) -> list[str]:
         """The API call texts for one compact call's argument values (numbers snapped, not yet validated); names
-        as said are resolved first (ExpansionError when one names nothing: ask ``unresolved`` before)."""
+        as said are resolved first (UnknownName when one names none of its enum's values)."""
         resolved = dict(values)
         for name, enum in self.said.items():
             value = enum.resolve(str(values[name]))
             if value is None:
-                raise ExpansionError(f"args.{name}", f"{values[name]!r} is none of {enum.values}")
+                raise UnknownName(f"args.{name}", f"{values[name]!r} is none of {enum.values}")
             resolved[name] = value
         return [self._render(template, resolved, api) for template in self.templates]
 
