@@ -2,6 +2,7 @@
 
     python -m bench.finetune                         embedded SmolLM2-135M, runs/default/data, 6 steps each
     python -m bench.finetune --steps 10 --with fp32,nf4   also the fp32 and NF4 variants (what auto chooses)
+    python -m bench.finetune --with compiled         also the default with torch.compile'd decoder layers
 
 Variants (each a LoRA on all linear layers, same examples, same batches, one optimizer step = --batch examples):
   default   the shipped settings: padding-free rows holding the shared system prompt once, per-sequence causal
@@ -11,6 +12,8 @@ Variants (each a LoRA on all linear layers, same examples, same batches, one opt
   naive     padded batches, stock sdpa, logits for every position (HF's built-in loss), float32: the usual recipe
   fp32      default in float32                       (--with fp32)
   nf4       default on an NF4-quantized base         (--with nf4; bitsandbytes)
+  compiled  default with each decoder layer under torch.compile (--with compiled; what compile_layers=auto does
+            for CPU runs of 200+ steps); its one-off compile falls in the untimed warm-up step
 
 Steps of all variants are interleaved (one step of each in turn), so a busy or shared machine slows them alike;
 tokens/s counts real tokens (no padding) over wall time. The first step of each variant is a warm-up, not timed.
@@ -19,6 +22,7 @@ tokens/s counts real tokens (no padding) over wall time. The first step of each 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -33,13 +37,15 @@ class Variant:
     answer_only_logits: bool
     dtype: str
     quant: str = "none"
+    compiled: bool = False
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     tokens: int = 0
     losses: tuple[float, ...] = ()
 
 
-def _build(variant: Variant, directory: Any, lora_r: int, lora_alpha: int) -> tuple[Any, Any]:
+def _build(variant: Variant, directory: Any, lora_r: int, lora_alpha: int, stack: contextlib.ExitStack
+           ) -> tuple[Any, Any]:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -58,6 +64,10 @@ def _build(variant: Variant, directory: Any, lora_r: int, lora_alpha: int) -> tu
     model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=lora_alpha, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
     model.train()
+    if variant.compiled:
+        from train.finetune_setup import compiled_layers
+
+        stack.enter_context(compiled_layers(model, True))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     return model, optimizer
 
@@ -86,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-model", default="", help="a .gguf or HF model directory (default: embedded)")
     parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps per variant")
     parser.add_argument("--batch", type=int, default=0, help="examples per step (default: the default config's batch_size)")
-    parser.add_argument("--with", dest="extra", default="", help="extra variants: fp32,nf4")
+    parser.add_argument("--with", dest="extra", default="", help="extra variants: fp32,nf4,compiled")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     args = parser.parse_args(argv)
 
@@ -129,10 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         variants.append(Variant("fp32", "shared", True, "float32"))
     if "nf4" in extra:
         variants.append(Variant("nf4", "shared", True, auto_dtype, quant="nf4"))
-    unknown = extra - {"fp32", "nf4"}
+    if "compiled" in extra:
+        variants.append(Variant("compiled", "shared", True, auto_dtype, compiled=True))
+    unknown = extra - {"fp32", "nf4", "compiled"}
     if unknown:
-        parser.error(f"--with: unknown variant(s) {sorted(unknown)}; choose from fp32, nf4")
-    built = {v.name: _build(v, directory, config.lora.r, config.lora.alpha) for v in variants}
+        parser.error(f"--with: unknown variant(s) {sorted(unknown)}; choose from fp32, nf4, compiled")
+    stack = contextlib.ExitStack()
+    built = {v.name: _build(v, directory, config.lora.r, config.lora.alpha, stack) for v in variants}
 
     print(f"{len(batches) - 1} timed steps x {args.batch} examples per variant (shared prefix: {prefix} tokens); torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} cores, OMP_WAIT_POLICY="
@@ -150,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             variant.tokens += sum(len(e.input_ids) for e in examples)
             variant.losses += (loss,)
         print(f"  step {index}/{len(batches) - 1} done", file=sys.stderr)
+    stack.close()  # the compiled variant's layers run their plain forward again
 
     naive = next(v for v in variants if v.name == "naive")
     print(f"\n{'variant':8s} {'dtype':9s} {'quant':5s} {'tokens/s':>9s} {'x naive':>8s} {'s/step':>7s} "

@@ -39,7 +39,8 @@ from edgetune.config import to_dict
 from edgetune.rundir import RunDir, atomic_write, atomic_write_json, package_versions
 from train.finetune_config import DEFAULT_CONFIG, FinetuneConfig, FinetuneError
 from train.finetune_eval import base_eval_key, evaluate_base_and_tuned, plot_loss, sample
-from train.finetune_setup import build_trainer, load_model, resolve_hardware
+from train.finetune_setup import (build_trainer, compile_choice, compiled_layers, load_model, planned_steps,
+                                  resolve_hardware)
 from train.sft_data import DatasetError
 
 logger = logging.getLogger("train.finetune")
@@ -116,8 +117,10 @@ def run(config: FinetuneConfig) -> Path:
     checkpoints = adapter_dir / "checkpoints"
     resume_from = _checkpoint_to_resume(checkpoints, key, config.resume, hardware.rank == 0)
     trainer = build_trainer(config, hardware, model, tokenizer, encoded, checkpoints)
+    compile_on, compile_why = compile_choice(config, hardware, planned_steps(config, hardware, len(encoded["train"])))
     train_started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with compiled_layers(trainer.model, compile_on):
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - train_started
     tokens = _sum_over_processes(trainer, trainer.train_tokens)
 
@@ -161,7 +164,7 @@ def run(config: FinetuneConfig) -> Path:
                      "test": evals["tuned"]["test"]["n"], "human": len(holdout)},
         "hardware": {"device": hardware.device, "quant": hardware.quant, "dtype": hardware.dtype,
                      "threads": hardware.threads, "processes": hardware.world_size, "auto": hardware.why,
-                     "cpu_count": os.cpu_count()},
+                     "compile_layers": compile_on, "compile_why": compile_why, "cpu_count": os.cpu_count()},
         "chat_template_fallback": fallback_template,
         "shared_prefix_tokens": trainer.shared_prefix_tokens,
         "train_runtime_metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},

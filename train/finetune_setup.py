@@ -4,11 +4,12 @@ adapter. train/finetune.py runs the job with them."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from edgetune.config import ConfigError
 from train.finetune_config import FinetuneConfig, FinetuneError, LoraSettings
@@ -106,6 +107,49 @@ def load_model(ref: Any, hardware: Hardware, padding_free: bool) -> tuple[Any, A
     return model, tokenizer, fallback
 
 
+def planned_steps(config: FinetuneConfig, hardware: Hardware, examples: int) -> int:
+    """Optimizer steps the job will take: max_steps, or epochs over the examples."""
+    per_step = config.batch_size * config.grad_accum * hardware.world_size
+    return config.max_steps or max(1, math.ceil(config.epochs * examples / per_step))
+
+
+#: below this many steps compiling the layers (~25 s on 2 cores) costs more than it saves
+COMPILE_MIN_STEPS = 200
+
+
+def compile_choice(config: FinetuneConfig, hardware: Hardware, steps: int) -> tuple[bool, str]:
+    """Whether to compile the decoder layers while training, and why (for the report)."""
+    if config.compile_layers != "auto":
+        return config.compile_layers == "on", f"compile_layers={config.compile_layers}"
+    if hardware.device != "cpu":
+        return False, "compile_layers=auto -> off on CUDA (the CPU path is the measured one)"
+    if steps < COMPILE_MIN_STEPS:
+        return False, f"compile_layers=auto -> off ({steps} steps < {COMPILE_MIN_STEPS}: compiling would not pay off)"
+    return True, f"compile_layers=auto -> on ({steps} steps on cpu)"
+
+
+@contextlib.contextmanager
+def compiled_layers(model: Any, enabled: bool) -> Iterator[None]:
+    """Train with every decoder layer's forward under torch.compile (regional compilation: the layers share one
+    graph, so compiling takes seconds, not minutes); afterwards the layers run their plain forward again, so the
+    merged model generates in eager mode."""
+    if not enabled:
+        yield
+        return
+    import torch
+
+    stacks = [m for name, m in model.named_modules()
+              if isinstance(m, torch.nn.ModuleList) and name.split(".")[-1] == "layers"]
+    layers = [layer for stack in stacks[:1] for layer in stack]
+    for layer in layers:
+        layer.forward = torch.compile(layer.forward, dynamic=True)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward  # the instance attribute: the class's forward again
+
+
 def build_trainer(config: FinetuneConfig, hardware: Hardware, model: Any, tokenizer: Any,
                    encoded: dict[str, list], checkpoints: Path) -> Any:
     from datasets import Dataset
@@ -124,8 +168,7 @@ def build_trainer(config: FinetuneConfig, hardware: Hardware, model: Any, tokeni
         prefix = shared_prefix_length([e.input_ids for e in everything], [e.prompt_length for e in everything])
         if prefix:
             collator = SharedPrefixCollator(prefix)
-    per_step = config.batch_size * config.grad_accum * hardware.world_size
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * len(encoded["train"]) / per_step))
+    total_steps = planned_steps(config, hardware, len(encoded["train"]))
     evals = config.eval.val_evals
     args = SFTConfig(
         output_dir=str(checkpoints),
