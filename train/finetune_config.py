@@ -61,8 +61,8 @@ class FinetuneConfig:
     lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "cosine"  #: decay after warmup
     warmup_ratio: float = 0.06  #: fraction of the steps spent warming up
     weight_decay: float = 0.0  #: AdamW weight decay on the adapter
-    #: torch.compile each decoder layer while training (one layer's graph, compiled once, serves them all); auto =
-    #: on for CPU runs of 200+ steps, where ~25 s of compiling buys ~20% faster steps (python -m bench.finetune)
+    #: torch.compile each decoder layer while training (the layers share their graphs: compiled once); auto = on
+    #: for CPU runs of 200+ steps, where ~20 s of compiling buys steps a tenth faster (python -m bench.finetune)
     compile_layers: Literal["auto", "on", "off"] = "auto"
     max_length: int = 256  #: longest example in tokens; longer ones are dropped (truncation would cut off EOS)
     padding_free: bool = True  #: concatenate a batch into one row (no padding) instead of padding it

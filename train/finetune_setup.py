@@ -113,7 +113,7 @@ def planned_steps(config: FinetuneConfig, hardware: Hardware, examples: int) -> 
     return config.max_steps or max(1, math.ceil(config.epochs * examples / per_step))
 
 
-#: below this many steps compiling the layers (~25 s on 2 cores) costs more than it saves
+#: below this many steps compiling the layers (~20 s on 2 cores) costs more than it saves
 COMPILE_MIN_STEPS = 200
 
 
