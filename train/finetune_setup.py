@@ -138,9 +138,8 @@ def compiled_layers(model: Any, enabled: bool) -> Iterator[None]:
         return
     import torch
 
-    stacks = [m for name, m in model.named_modules()
-              if isinstance(m, torch.nn.ModuleList) and name.split(".")[-1] == "layers"]
-    layers = [layer for stack in stacks[:1] for layer in stack]
+    layers = list(next((m for name, m in model.named_modules()
+                        if isinstance(m, torch.nn.ModuleList) and name.split(".")[-1] == "layers"), ()))
     for layer in layers:
         layer.forward = torch.compile(layer.forward, dynamic=True)
     try:
