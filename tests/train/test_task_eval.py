@@ -82,3 +82,25 @@ def test_ordering_by_expected_length_keeps_each_answer_with_its_prompt(task, bas
     plain, _ = generate_answers(model, tokenizer, prompts, 12, batch_size=1)
     hinted, _ = generate_answers(model, tokenizer, prompts, 12, batch_size=1, expected_lengths=[1, 3, 2])
     assert hinted == plain and len(set(plain)) == 3
+
+
+def test_the_lm_head_projects_a_contiguous_input_while_generating(task, base):
+    """A frozen model's head given the prompt pass's strided last-position slice copies its weight once per row
+    (torch.matmul does not fold it): generation hands it a contiguous input instead, with the same answers."""
+    from train.sft_data import render_prompt
+    from train.task_eval import generate_answers
+
+    model, tokenizer = base
+    head = model.get_output_embeddings()
+    inputs: list[bool] = []
+    spy = head.register_forward_hook(lambda module, args, output: inputs.append(args[0].is_contiguous()))
+    model.requires_grad_(False)  # as in the merged or adapter-wrapped model the evaluation decodes with
+    try:
+        prompts = [render_prompt(tokenizer, [*task.messages(command), {"role": "assistant", "content": ""}])
+                   for command in ("go to the kitchen", "please say hello, then walk forward for two seconds")]
+        batched, _ = generate_answers(model, tokenizer, prompts, 6, batch_size=2)
+    finally:
+        spy.remove()
+        model.requires_grad_(True)
+    assert inputs and all(inputs)
+    assert batched == generate_answers(model, tokenizer, prompts, 6, batch_size=1)[0]
