@@ -9,6 +9,12 @@ a row without sequence boundaries -- goes to stock ``sdpa`` unchanged.
 The boundaries come from ``cu_seq_lens_q``, which trl's padding-free collator adds to every batch, or from
 ``shared_prefix_bounds``, which ``SharedPrefixCollator`` adds: its rows hold the prompt prefix all examples share
 (for robot_sdk the system message, ~25% of every example) once, and every example attends to it.
+
+**bfloat16 on a CPU: one masked call over the shared-prefix row instead.** PyTorch's CPU flash-attention backward
+costs ~1.7 ms per call on these small segments in bfloat16 (5 calls a layer), so one call over the whole row with the
+row's block mask (each example sees the prefix and itself) trains a step 12-17% faster (0.98 -> 0.85 s eager,
+0.73-0.78 -> 0.65 s with compiled layers; 4 robot_sdk examples a row, Intel Xeon with AMX). In float32 the
+per-sequence calls stay faster (5.9 vs 6.8 ms a layer, forward + backward, the same row).
 """
 
 from __future__ import annotations
@@ -44,24 +50,46 @@ def packed_sdpa_attention(
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     grouped = getattr(module, "num_key_value_groups", 1) > 1
+    if shared is not None and query.device.type == "cpu" and query.dtype == torch.bfloat16:
+        out = _sdpa(query, key, value, shared_prefix_mask(shared, query.shape[2]), dropout, scaling, grouped)
+    else:
+        out = attend_per_sequence(query, key, value, bounds, shared is not None, dropout, scaling, grouped)
+    return out.transpose(1, 2).contiguous(), None
 
-    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None,
-                                              scale=scaling, enable_gqa=grouped)
 
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout: float,
+          scaling: float | None, grouped: bool) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None,
+                                          scale=scaling, enable_gqa=grouped)
+
+
+def attend_per_sequence(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bounds: torch.Tensor,
+                        shared_prefix: bool, dropout: float = 0.0, scaling: float | None = None,
+                        grouped: bool = False) -> torch.Tensor:
+    """One SDPA call per packed sequence (with ``shared_prefix``, segment 0 is the prefix every later one sees)."""
     edges = bounds.tolist()
     segments = [(start, end) for start, end in zip(edges[:-1], edges[1:]) if end > start]
-    if shared is None:
-        parts = [attend(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b]) for a, b in segments]
-    else:  # segment 0 is the prefix every later segment continues
-        (_, prefix), *rest = segments
-        parts = [attend(query[:, :, :prefix], key[:, :, :prefix], value[:, :, :prefix])]
-        for a, b in rest:
-            # query i of the segment sees the whole prefix and segment keys 0..i: keep j <= i + prefix
-            mask = torch.ones(b - a, prefix + b - a, dtype=torch.bool, device=query.device).tril(diagonal=prefix)
-            parts.append(attend(query[:, :, a:b], torch.cat([key[:, :, :prefix], key[:, :, a:b]], dim=2),
-                                torch.cat([value[:, :, :prefix], value[:, :, a:b]], dim=2), mask))
-    return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+    if not shared_prefix:
+        parts = [_sdpa(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None, dropout, scaling, grouped)
+                 for a, b in segments]
+        return torch.cat(parts, dim=2)
+    (_, prefix), *rest = segments
+    parts = [_sdpa(query[:, :, :prefix], key[:, :, :prefix], value[:, :, :prefix], None, dropout, scaling, grouped)]
+    for a, b in rest:
+        # query i of the segment sees the whole prefix and segment keys 0..i: keep j <= i + prefix
+        mask = torch.ones(b - a, prefix + b - a, dtype=torch.bool, device=query.device).tril(diagonal=prefix)
+        parts.append(_sdpa(query[:, :, a:b], torch.cat([key[:, :, :prefix], key[:, :, a:b]], dim=2),
+                           torch.cat([value[:, :, :prefix], value[:, :, a:b]], dim=2), mask, dropout, scaling,
+                           grouped))
+    return torch.cat(parts, dim=2)
+
+
+def shared_prefix_mask(bounds: torch.Tensor, length: int) -> torch.Tensor:
+    """The (length, length) mask of a shared-prefix row: causal, and each example sees the prefix and itself."""
+    positions = torch.arange(length, device=bounds.device)
+    segment = torch.bucketize(positions, bounds[1:].to(positions.dtype), right=True)  # 0 = the prefix, i = example i
+    visible = (segment[None, :] == 0) | (segment[None, :] == segment[:, None])
+    return visible & (positions[None, :] <= positions[:, None])
 
 
 @dataclass

@@ -141,3 +141,30 @@ def test_shared_prefix_rows_give_the_same_loss_and_gradients(tiny_dir, tokenizer
     torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-5)
     for got, want in zip(grads, expected_grads):  # float32 sums in another order: 1e-3 of the tensor's scale
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3 * want.abs().max().item())
+
+
+def test_one_masked_call_attends_like_one_call_per_sequence():
+    """The bfloat16 CPU path (one SDPA call over the shared-prefix row, block mask) gives the per-sequence calls'
+    output, and no example sees another: changing example 2's keys and values leaves the prefix and example 1 as
+    they were."""
+    import types
+
+    import torch
+
+    from train.packed_attention import attend_per_sequence, packed_sdpa_attention
+
+    torch.manual_seed(0)
+    bounds = torch.tensor([0, 20, 33, 51, 58], dtype=torch.int32)  # prefix of 20, then examples of 13, 18 and 7
+    length = int(bounds[-1])
+    query, key, value = (torch.randn(1, heads, length, 16, dtype=torch.bfloat16) for heads in (6, 2, 2))
+    gqa = types.SimpleNamespace(num_key_value_groups=3)
+
+    masked, _ = packed_sdpa_attention(gqa, query, key, value, None, shared_prefix_bounds=bounds)
+    per_sequence = attend_per_sequence(query, key, value, bounds, shared_prefix=True, grouped=True).transpose(1, 2)
+    torch.testing.assert_close(masked, per_sequence, rtol=2e-2, atol=2e-2)
+
+    key[:, :, 33:51] += 5.0
+    value[:, :, 33:51] -= 5.0
+    changed, _ = packed_sdpa_attention(gqa, query, key, value, None, shared_prefix_bounds=bounds)
+    assert torch.equal(changed[:, :33], masked[:, :33]) and torch.equal(changed[:, 51:], masked[:, 51:])
+    assert not torch.equal(changed[:, 33:51], masked[:, 33:51])
