@@ -94,6 +94,7 @@ def test_the_lm_head_projects_a_contiguous_input_while_generating(task, base):
     head = model.get_output_embeddings()
     inputs: list[bool] = []
     spy = head.register_forward_hook(lambda module, args, output: inputs.append(args[0].is_contiguous()))
+    trainable = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)  # as in the merged or adapter-wrapped model the evaluation decodes with
     try:
         prompts = [render_prompt(tokenizer, [*task.messages(command), {"role": "assistant", "content": ""}])
@@ -101,6 +102,7 @@ def test_the_lm_head_projects_a_contiguous_input_while_generating(task, base):
         batched, _ = generate_answers(model, tokenizer, prompts, 6, batch_size=2)
     finally:
         spy.remove()
-        model.requires_grad_(True)
+        for parameter, flag in zip(model.parameters(), trainable):
+            parameter.requires_grad_(flag)
     assert inputs and all(inputs)
     assert batched == generate_answers(model, tokenizer, prompts, 6, batch_size=1)[0]
