@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Iterator, Literal, Sequence
 
 from edgetune.expansions import Expander, ExpansionError, compile_template
+from edgetune.spelling import MIN_LETTERS, speller
 
 if TYPE_CHECKING:
     from edgetune.contract_scorer import Score
@@ -315,6 +316,9 @@ class ContractSpec:
     max_chars: int = 2000  #: text answers: longest length
     forbidden: list[str] = field(default_factory=list)  #: text answers: substrings that make them invalid
     expansions: dict[str, ExpansionSpec] = field(default_factory=dict)  #: compact call name -> how it expands
+    #: the words commands are made of, the most common first: a misspelt word of a command is read as one of them
+    #: before the model sees it (edgetune/spelling.py); empty: commands are read as typed
+    spelling: list[str] = field(default_factory=list)
 
     def check(self) -> Iterator[tuple[str, str]]:
         if self.kind == "call_list":
@@ -337,6 +341,10 @@ class ContractSpec:
             yield "api" if self.api else "expansions", "'api' and 'expansions' are only for call_list contracts"
         if not 0 <= self.min_chars <= self.max_chars:
             yield "min_chars", "need 0 <= min_chars <= max_chars"
+        for i, word in enumerate(self.spelling):
+            if not (isinstance(word, str) and word.isascii() and word.isalpha() and word.islower()
+                    and len(word) >= MIN_LETTERS):
+                yield f"spelling[{i}]", f"{word!r}: write each word in lower-case ASCII letters, {MIN_LETTERS} or more"
 
     def _check_expansions(self) -> Iterator[tuple[str, str]]:
         from edgetune.contract_validator import refusal
@@ -414,6 +422,11 @@ class ContractSpec:
     def expander(self, name: str) -> Expander:
         """The compiled expansion of the compact call ``name``."""
         return self._expanders[name]
+
+    def read_command(self, text: str) -> str:
+        """A command as the model reads it: its misspelt words corrected into ``spelling`` (training, evaluation,
+        export, serving and the bench all read commands through here)."""
+        return speller(tuple(self.spelling))(text) if self.spelling else text
 
     # The derived parts live in their own modules, which import these types, so they are imported where used.
     def validate(self, text: str) -> Verdict:

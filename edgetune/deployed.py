@@ -45,9 +45,11 @@ class Deployed:
         return self.model_path.stat().st_size
 
     def chat(self, user: str, few_shot: bool = True) -> list[dict[str, str]]:
-        """The chat for one task command (few-shot turns only help a model that was not fine-tuned on the task)."""
+        """The chat for one task command (few-shot turns only help a model that was not fine-tuned on the task), the
+        command read through the recorded contract's spelling, as in training."""
         shots = self.few_shot if few_shot else []
-        return [{"role": "system", "content": self.system_prompt}, *shots, {"role": "user", "content": user}]
+        return [{"role": "system", "content": self.system_prompt}, *shots,
+                {"role": "user", "content": self.contract.read_command(user)}]
 
 
 def quant_of(path: Path) -> str:

@@ -69,8 +69,8 @@ class TaskSpec:
                 yield f"examples[{i}].assistant", f"does not satisfy the contract: {problems}"
 
     def messages(self, user: str) -> list[dict[str, str]]:
-        """The chat a model sees for one request."""
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+        """The chat a model sees for one request (the command read through the contract's spelling)."""
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.contract.read_command(user)}]
 
     def holdout_path(self) -> Path | None:
         """Where the held-out set lives: ``holdout`` next to the task YAML (in tasks/ for a task built in code)."""

@@ -146,7 +146,7 @@ def run(config: DataConfig) -> Path:
         splits = {name: [expanded(task, e) for e in examples] for name, examples in splits.items()}
     outputs, hashes = {}, {}
     for name in SPLITS:
-        path = write_split(rundir, name, (e.conversation(system) for e in splits[name]))
+        path = write_split(rundir, name, (e.conversation(system, task.contract) for e in splits[name]))
         outputs[name], hashes[name] = str(path), sha256_file(path)
     write_jsonl(rundir.data / "rejected.jsonl", (r.record() for r in result.rejected))
     seconds = time.perf_counter() - started

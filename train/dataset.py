@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from edgetune.artifacts import Conversation
+from edgetune.contract import ContractSpec
 from edgetune.task import TaskSpec
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
@@ -35,9 +36,10 @@ class Example:
     assistant: str
     source: str = "synth"
 
-    def conversation(self, system: str) -> Conversation:
-        """The line of a split file this pair becomes."""
-        return Conversation(({"role": "system", "content": system}, {"role": "user", "content": self.user},
+    def conversation(self, system: str, contract: ContractSpec) -> Conversation:
+        """The line of a split file this pair becomes: the command as the model reads it (the contract's spelling)."""
+        return Conversation(({"role": "system", "content": system},
+                             {"role": "user", "content": contract.read_command(self.user)},
                              {"role": "assistant", "content": self.assistant}))
 
 

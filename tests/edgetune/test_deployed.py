@@ -33,6 +33,9 @@ def test_serve_and_bench_deploy_the_same_bundle(runs, robot_task, embedded_gguf_
     for name in ("task", "contract", "quant", "sha256", "system_prompt", "sampling", "grammar"):
         assert getattr(served, name) == getattr(benched, name), name
     assert served.sampling.top_k == 7 and served.system_prompt == "Calls only." and served.sha256 == "abc"
+    # the command as training read it: through the recorded contract's spelling
+    assert served.chat("go to the kitchn")[-1] == benched.chat("go to the kitchen")[-1] == \
+        {"role": "user", "content": "go to the kitchen"}
     with pytest.raises(ConfigError, match="--task: .* serves task 'robot_sdk'; drop --task"):
         resolve_deployed(run, task="student_2nd_grade")
 
