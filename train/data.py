@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 from edgetune.artifacts import SPLITS, DataStage, record_stage, write_split
 from edgetune.cli import Stage
@@ -150,7 +150,8 @@ def run(config: DataConfig) -> Path:
         outputs[name], hashes[name] = str(path), sha256_file(path)
     write_jsonl(rundir.data / "rejected.jsonl", (r.record() for r in result.rejected))
     seconds = time.perf_counter() - started
-    report = _report(config, task.name, sizes, candidates, result, splits, usage, seconds)
+    report = _report(config, task.name, sizes, candidates, result, splits, usage, seconds,
+                     task.contract.read_command)
     report.update(stopped_by=stopped_by, system=system)
     if import_stats:
         report["import"] = import_stats
@@ -174,7 +175,7 @@ def expanded(task, example: Example) -> Example:
 
 
 def _report(config: DataConfig, task: str, sizes: dict[str, int], candidates: list[Example], result: GateResult,
-            splits: dict[str, list[Example]], usage: dict, seconds: float) -> dict:
+            splits: dict[str, list[Example]], usage: dict, seconds: float, spelled: Callable[[str], str]) -> dict:
     return {
         "task": task,
         "teacher": config.teacher,
@@ -187,6 +188,8 @@ def _report(config: DataConfig, task: str, sizes: dict[str, int], candidates: li
         "similar_groups": {"count": len(result.groups), "largest": max(map(len, result.groups), default=0)},
         "unused": len(result.kept) - sum(len(v) for v in splits.values()),
         "counts": {name: len(splits[name]) for name in SPLITS},
+        #: commands with a misspelt word the contract's spelling corrected (the splits hold them corrected)
+        "respelled": {name: sum(spelled(e.user) != e.user for e in splits[name]) for name in SPLITS},
         "similarity": {"measure": "rapidfuzz.fuzz.ratio on normalised instruction", "threshold": config.similarity},
         "tokens": {k: usage.get(k, 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
         "requests": usage.get("requests", 0),
@@ -202,6 +205,8 @@ def _print_summary(report: dict, where: Path) -> None:
     print(f"data: {report['task']} via {report['teacher']} -> {where}")
     print(f"  received {report['received']}  valid {report['valid']}  rejected {sum(report['rejects'].values())}"
           f" ({rejects})")
+    print(f"  misspelt words corrected in {sum(report['respelled'].values())} commands "
+          f"({', '.join(f'{k} {v}' for k, v in report['respelled'].items())})")
     print(f"  duplicates exact {report['duplicates']['exact']}  near {report['duplicates']['near']}  "
           f"similar groups {report['similar_groups']['count']} (largest {report['similar_groups']['largest']})")
     print(f"  train {counts['train']}  val {counts['val']}  test {counts['test']}  "

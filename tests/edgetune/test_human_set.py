@@ -87,8 +87,11 @@ def test_conversations_have_the_split_files_shape(task, human):
     conversations = load_holdout(task)
     assert len(conversations) == len(human)
     for conversation, example in zip(conversations, human):
-        assert conversation == [{"role": "system", "content": task.system}, {"role": "user", "content": example.user},
+        assert conversation == [{"role": "system", "content": task.system},
+                                {"role": "user", "content": task.contract.read_command(example.user)},
                                 {"role": "assistant", "content": example.assistant}]
+    # read as the model reads commands: "can you get yourself to the kitchn pls" is scored as "... kitchen pls"
+    assert sum(c[1]["content"] != e.user for c, e in zip(conversations, human)) >= 5
 
 
 def test_a_task_without_a_holdout_has_none():

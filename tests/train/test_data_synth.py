@@ -13,6 +13,7 @@ from rapidfuzz import fuzz
 from train import synth, synth_phrasing, synth_vocab
 from train.data import DataConfig, main, run
 from edgetune.artifacts import SPLITS, read_split
+from edgetune.spelling import Speller
 
 REASONS = ("unsupported", "unknown_place", "unsafe", "unclear")
 UNKNOWN_PLACE = "robot.reject(reason='unknown_place')"
@@ -228,6 +229,34 @@ def test_typos_spare_number_words_and_protected_spans():
         assert "three" in out and "Hello there" in out and "the attic" in out
 
 
+def test_the_tasks_spelling_reads_the_synthesizers_slips_back(monkeypatch, robot_task):
+    """What the synthesizer misspells, the task's spelling list corrects (the list is the synthesizer's words)."""
+    slips = []
+    typo = synth_phrasing.typo
+
+    def recorded(rng, word):
+        slips.append((word.lower(), typo(rng, word).lower()))
+        return slips[-1][1]
+
+    monkeypatch.setattr(synth_phrasing, "typo", recorded)
+    monkeypatch.setattr(synth, "typo", recorded)
+    synth.synthesize(2500, seed=3)
+    speller = Speller(robot_task.contract.spelling)
+    read = [(word, speller.word(slip)) for word, slip in slips]
+    assert len(slips) > 400
+    assert sum(word == back for word, back in read) >= 0.93 * len(slips)  # the rest: slips that are words ("form")
+    assert sum(back not in (word, slip) for (word, back), (_, slip) in zip(read, slips)) <= 0.01 * len(slips)
+
+
+def test_the_spelling_list_holds_the_synthesizers_words(monkeypatch, robot_task):
+    monkeypatch.setattr(synth, "_typos", lambda rng, text, n: text)
+    monkeypatch.setattr(synth_phrasing, "typo", lambda rng, word: word)
+    words = [w.lower() for c in synth.synthesize(1500, seed=4) if c.kind != "unclear"
+             for w in re.findall(r"[A-Za-z]{3,}", c.user)]
+    listed = set(robot_task.contract.spelling)
+    assert sum(w in listed for w in words) >= 0.995 * len(words)
+
+
 def test_prints_examples(capsys):
     assert synth.main(["-n", "5", "--seed", "1"]) == 0
     assert capsys.readouterr().out.count("  -> [") == 5
@@ -249,11 +278,13 @@ def test_make_data_writes_valid_leak_free_splits_fast(tmp_path, robot_task, caps
             assert rec.messages[0]["content"] == robot_task.system
             assert robot_task.contract.validate(rec.messages[2]["content"]).valid
         users[name] = [rec.messages[1]["content"] for rec in records]
+        assert all(robot_task.contract.read_command(u) == u for u in users[name])  # commands as the model reads them
     for a, b in (("val", "train"), ("test", "train"), ("val", "test")):
         score, text_a, text_b = max_jaccard(users[a], users[b])
         assert score < 0.8, f"near-duplicate across {a}/{b}: {text_a!r} ~ {text_b!r} ({score:.2f})"
     report = json.loads((data / "data_report.json").read_text())
     assert report["counts"] == sizes
+    assert 0.15 * sizes["test"] < report["respelled"]["test"] < 0.4 * sizes["test"]  # a quarter have a slip
     assert set(report["rejects"]) <= {"holdout:near_duplicate"} and report["answers"] == "compact"
     assert report["requested"]["total"] == sum(sizes.values()) and report["received"] >= sum(sizes.values())
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
