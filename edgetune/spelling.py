@@ -28,8 +28,6 @@ _WORD = re.compile(r"[A-Za-z]+")
 #: quoted speech: "...", “...”, and '...' where the quotes are not apostrophes ("don't", "Bob's")
 _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|(?<![A-Za-z])'[^']*'(?![A-Za-z])")
 MIN_LETTERS = 3  #: shorter words have too many neighbours to correct
-
-
 #: a word seen fewer times than this in pyspellchecker's list counts as unknown: the list's long tail (half of it
 #: sits at its floor, 50) holds common slips ("robt", "wheen", "thnk") beside rare words
 KNOWN_COUNT = 100
@@ -71,9 +69,11 @@ class Speller:
     """Corrects a command's misspelt words into ``words`` (lower-case, the most likely first)."""
 
     def __init__(self, words: Sequence[str]):
-        self._rank = {}
+        self._rank: dict[str, int] = {}
         for word in words:
             self._rank.setdefault(word, len(self._rank))
+        if self._rank:
+            english_words()  # loaded here (~0.5 s), where a server builds its prompts, not on the first request
 
     def word(self, typed: str) -> str:
         """``typed`` corrected, or as typed when it is known or no single slip explains it; case kept."""

@@ -70,7 +70,8 @@ class TaskSpec:
 
     def messages(self, user: str) -> list[dict[str, str]]:
         """The chat a model sees for one request (the command read through the contract's spelling)."""
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.contract.read_command(user)}]
+        return [{"role": "system", "content": self.system},
+                {"role": "user", "content": self.contract.read_command(user)}]
 
     def holdout_path(self) -> Path | None:
         """Where the held-out set lives: ``holdout`` next to the task YAML (in tasks/ for a task built in code)."""

@@ -79,3 +79,13 @@ def test_a_bad_spelling_word_names_its_place(word):
 
     with pytest.raises(ConfigError, match=r"spelling\[1\]"):
         from_dict(ContractSpec, {"kind": "text", "spelling": ["left", word]}, source="t.yaml")
+
+
+def test_the_dictionary_loads_with_the_speller_not_on_the_first_command():
+    from edgetune.spelling import english_words
+
+    english_words.cache_clear()
+    Speller([])
+    assert english_words.cache_info().currsize == 0  # a task without a list never loads it
+    Speller(WORDS)
+    assert english_words.cache_info().currsize == 1
