@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Iterator, Literal, Sequence
 
 from edgetune.expansions import Expander, ExpansionError, compile_template
-from edgetune.spelling import MIN_LETTERS, speller
+from edgetune.spelling import MIN_LETTERS, Speller
 
 if TYPE_CHECKING:
     from edgetune.contract_scorer import Score
@@ -423,10 +423,14 @@ class ContractSpec:
         """The compiled expansion of the compact call ``name``."""
         return self._expanders[name]
 
+    @functools.cached_property
+    def _speller(self) -> Speller:
+        return Speller(self.spelling)
+
     def read_command(self, text: str) -> str:
         """A command as the model reads it: its misspelt words corrected into ``spelling`` (training, evaluation,
         export, serving and the bench all read commands through here)."""
-        return speller(tuple(self.spelling))(text) if self.spelling else text
+        return self._speller(text)
 
     # The derived parts live in their own modules, which import these types, so they are imported where used.
     def validate(self, text: str) -> Verdict:

@@ -99,9 +99,3 @@ class Speller:
                 out.append(quoted.group())
                 pos = quoted.end()
         return "".join(out)
-
-
-@functools.lru_cache(maxsize=8)
-def speller(words: tuple[str, ...]) -> Speller:
-    """One speller per word list (a contract's list is long; building it once keeps requests cheap)."""
-    return Speller(words)

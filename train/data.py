@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal, Sequence
 
 from edgetune.artifacts import SPLITS, DataStage, record_stage, write_split
 from edgetune.cli import Stage
@@ -144,14 +144,16 @@ def run(config: DataConfig) -> Path:
             raise ConfigError("command line", "answers",
                               f"'expanded' needs a call_list contract; {task.name!r} answers in text (use compact)")
         splits = {name: [expanded(task, e) for e in examples] for name, examples in splits.items()}
-    outputs, hashes = {}, {}
+    outputs, hashes, respelled = {}, {}, {}
     for name in SPLITS:
-        path = write_split(rundir, name, (e.conversation(system, task.contract) for e in splits[name]))
+        conversations = [e.conversation(system, task.contract) for e in splits[name]]
+        path = write_split(rundir, name, conversations)
         outputs[name], hashes[name] = str(path), sha256_file(path)
+        respelled[name] = sum(c.messages[1]["content"] != e.user for c, e in zip(conversations, splits[name]))
     write_jsonl(rundir.data / "rejected.jsonl", (r.record() for r in result.rejected))
     seconds = time.perf_counter() - started
-    report = _report(config, task.name, sizes, candidates, result, splits, usage, seconds,
-                     task.contract.read_command)
+    report = _report(config, task.name, sizes, candidates, result, splits, usage, seconds)
+    report["respelled"] = respelled  # commands with a misspelt word corrected (the splits hold them corrected)
     report.update(stopped_by=stopped_by, system=system)
     if import_stats:
         report["import"] = import_stats
@@ -175,7 +177,7 @@ def expanded(task, example: Example) -> Example:
 
 
 def _report(config: DataConfig, task: str, sizes: dict[str, int], candidates: list[Example], result: GateResult,
-            splits: dict[str, list[Example]], usage: dict, seconds: float, spelled: Callable[[str], str]) -> dict:
+            splits: dict[str, list[Example]], usage: dict, seconds: float) -> dict:
     return {
         "task": task,
         "teacher": config.teacher,
@@ -188,8 +190,6 @@ def _report(config: DataConfig, task: str, sizes: dict[str, int], candidates: li
         "similar_groups": {"count": len(result.groups), "largest": max(map(len, result.groups), default=0)},
         "unused": len(result.kept) - sum(len(v) for v in splits.values()),
         "counts": {name: len(splits[name]) for name in SPLITS},
-        #: commands with a misspelt word the contract's spelling corrected (the splits hold them corrected)
-        "respelled": {name: sum(spelled(e.user) != e.user for e in splits[name]) for name in SPLITS},
         "similarity": {"measure": "rapidfuzz.fuzz.ratio on normalised instruction", "threshold": config.similarity},
         "tokens": {k: usage.get(k, 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
         "requests": usage.get("requests", 0),
