@@ -12,9 +12,9 @@ correction in the manner of Peter Norvig's corrector fixes such slips, narrowed 
   the likelier slip wins, then the list's order;
 - quoted text (speech: ``say "hi Jonh"``) stays as said.
 
-Training data, evaluation, export checks, serving and the bench read commands through the same correction (through
-``TaskSpec.messages`` and ``Deployed.chat``), so the model sees what it was trained on. Applying it twice changes
-nothing.
+Training data, evaluation, export checks, serving and the bench read commands through the same correction
+(``ContractSpec.read_command``, called where a chat is built: the data stage's split writer, ``TaskSpec.messages``
+and ``Deployed.chat``), so the model sees what it was trained on. Applying it twice changes nothing.
 """
 
 from __future__ import annotations
